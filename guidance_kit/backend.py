@@ -1,0 +1,81 @@
+"""Backends: small adapters that tell the controller where a pipeline's denoiser sees the image.
+
+The controller (``guidance_kit.controller``) does everything that is common: step tracking,
+schedules, filtering, caching, extra passes and the guidance combination. A backend only
+answers pipeline-specific questions:
+
+* which modules are the denoisers (Wan 2.2 A14B has two experts);
+* how one denoiser call is laid out: ``"batched"`` (one call holds the unconditional rows then
+  the conditional rows, as in CogVideoX, LTX-Video and SVD) or ``"split"`` (one call per branch,
+  conditional first, as in Wan and HunyuanVideo's true CFG);
+* how to read and replace the VAE-latent image condition inside the call's arguments, in a
+  canonical ``[rows, C, F, H, W]`` layout;
+* for pixel space, which pipeline method encodes the preprocessed image and how to read the
+  image condition from what it returns.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import torch
+
+Arguments = dict[str, Any]
+
+
+class Backend:
+    """Base class of pipeline adapters; subclasses set the class attributes and override the
+    condition accessors."""
+
+    name: ClassVar[str]
+    #: Pipeline class names this backend guides (shown in "unsupported pipeline" errors).
+    pipelines: ClassVar[tuple[str, ...]] = ()
+    call_style: ClassVar[Literal["batched", "split"]] = "batched"
+    #: Argument names whose first axis is the batch (rows); they are sliced and concatenated
+    #: when the controller builds extra passes.
+    batched_args: ClassVar[tuple[str, ...]] = ()
+    #: False where the unconditional branch gets a null image condition (SVD: zeros), so
+    #: filtering it changes nothing and ALG needs no extra pass.
+    uncond_sees_image: ClassVar[bool] = True
+    #: Pipeline method that encodes the preprocessed image (pixel space), and its image arguments.
+    pixel_method: ClassVar[str] = "prepare_latents"
+    pixel_image_args: ClassVar[tuple[str, ...]] = ("image",)
+    #: Released default recipe name for this backend (``gk.recipes.get("alg", backend=name)``).
+    description: ClassVar[str] = ""
+
+    def matches(self, pipe: Any) -> bool:
+        return type(pipe).__name__ in self.pipelines
+
+    def denoisers(self, pipe: Any) -> dict[str, torch.nn.Module]:
+        """Denoiser modules by pipeline attribute name."""
+        return {"transformer": pipe.transformer}
+
+    def cfg_active(self, pipe: Any) -> bool:
+        """Whether the current pipeline call runs classifier-free guidance."""
+        return bool(getattr(pipe, "do_classifier_free_guidance", False))
+
+    def get_condition(self, pipe: Any, args: Arguments) -> torch.Tensor:
+        """The image condition inside a denoiser call, as ``[rows, C, F, H, W]``."""
+        raise NotImplementedError
+
+    def set_condition(self, pipe: Any, args: Arguments, condition: torch.Tensor) -> Arguments:
+        """A copy of ``args`` with the image condition replaced (same layout as get_condition)."""
+        raise NotImplementedError
+
+    def pixel_condition(self, pipe: Any, output: Any, args: Arguments) -> torch.Tensor:
+        """The image condition, ``[b, C, F, H, W]``, from what ``pixel_method`` returned when
+        called with ``args``. F may be 1 where the denoiser repeats it over frames."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return f"{self.name}: {', '.join(self.pipelines)}"
+
+
+# Helpers shared by backends ---------------------------------------------------------------------
+
+
+def replace_channels(x: torch.Tensor, dim: int, start: int, stop: int, part: torch.Tensor) -> torch.Tensor:
+    """``x`` with ``x[..., start:stop, ...]`` along ``dim`` replaced by ``part``."""
+    size = x.shape[dim]
+    pieces = [x.narrow(dim, 0, start), part.to(x.dtype), x.narrow(dim, stop, size - stop)]
+    return torch.cat([p for p in pieces if p.shape[dim] > 0], dim=dim)

@@ -1,0 +1,26 @@
+"""Built-in backends for the diffusers image-to-video pipelines (see ``docs/backends``)."""
+
+from __future__ import annotations
+
+from guidance_kit.backend import Backend
+from guidance_kit.hookspecs import hookimpl
+from guidance_kit.plugins.backends.cogvideox import CogVideoXBackend
+from guidance_kit.plugins.backends.hunyuan import HunyuanVideoBackend
+from guidance_kit.plugins.backends.ltx import LTXVideoBackend
+from guidance_kit.plugins.backends.svd import StableVideoDiffusionBackend
+from guidance_kit.plugins.backends.wan import Wan21Backend, Wan22A14BBackend, Wan22TI2VBackend
+
+BUILTIN_BACKENDS = (
+    Wan22A14BBackend(),
+    Wan22TI2VBackend(),
+    Wan21Backend(),
+    CogVideoXBackend(),
+    HunyuanVideoBackend(),
+    LTXVideoBackend(),
+    StableVideoDiffusionBackend(),
+)
+
+
+@hookimpl
+def register_backends() -> list[Backend]:
+    return list(BUILTIN_BACKENDS)

@@ -1,0 +1,87 @@
+"""Wan 2.1 I2V, Wan 2.2 A14B I2V (two experts) and Wan 2.2 TI2V-5B (``expand_timesteps``).
+
+All three run ``WanImageToVideoPipeline``: one transformer call per CFG branch, conditional
+first. Wan 2.1 and 2.2 A14B concatenate [noisy latents (z), mask (4), image latents (z)] on the
+channel axis; the image latents are the last z channels. TI2V-5B instead replaces latent frame 0
+with the clean image latent. The CLIP image embedding (Wan 2.1) is left as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from guidance_kit.backend import Arguments, Backend, replace_channels
+
+_WAN_ARGS = ("hidden_states", "timestep", "encoder_hidden_states", "encoder_hidden_states_image")
+
+
+class _WanBase(Backend):
+    pipelines = ("WanImageToVideoPipeline",)
+    call_style = "split"
+    batched_args = _WAN_ARGS
+    pixel_image_args = ("image", "last_image")
+
+    def denoisers(self, pipe: Any) -> dict[str, torch.nn.Module]:
+        found = {"transformer": pipe.transformer, "transformer_2": getattr(pipe, "transformer_2", None)}
+        return {name: module for name, module in found.items() if module is not None}
+
+    @staticmethod
+    def _z(pipe: Any) -> int:
+        return pipe.vae.config.z_dim
+
+
+class _WanChannelConcat(_WanBase):
+    def get_condition(self, pipe: Any, args: Arguments) -> torch.Tensor:
+        return args["hidden_states"][:, -self._z(pipe) :]
+
+    def set_condition(self, pipe: Any, args: Arguments, condition: torch.Tensor) -> Arguments:
+        hidden = args["hidden_states"]
+        channels = hidden.shape[1]
+        return {**args, "hidden_states": replace_channels(hidden, 1, channels - self._z(pipe), channels, condition)}
+
+    def pixel_condition(self, pipe: Any, output: Any, args: Arguments) -> torch.Tensor:
+        # prepare_latents returns (latents, concat([mask, image latents]))
+        return output[1][:, -self._z(pipe) :]
+
+
+class Wan21Backend(_WanChannelConcat):
+    name = "wan2.1"
+    description = "Wan 2.1 I2V (14B / 480p / 720p), SkyReels-V2 style channel concat"
+
+    def matches(self, pipe: Any) -> bool:
+        config = getattr(pipe, "config", {})
+        return (
+            super().matches(pipe)
+            and config.get("boundary_ratio") is None
+            and not config.get("expand_timesteps", False)
+        )
+
+
+class Wan22A14BBackend(_WanChannelConcat):
+    name = "wan2.2-a14b"
+    description = "Wan 2.2 A14B I2V: high-noise transformer, then transformer_2 past boundary_ratio"
+
+    def matches(self, pipe: Any) -> bool:
+        config = getattr(pipe, "config", {})
+        return super().matches(pipe) and config.get("boundary_ratio") is not None
+
+
+class Wan22TI2VBackend(_WanBase):
+    name = "wan2.2-ti2v"
+    description = "Wan 2.2 TI2V-5B: latent frame 0 is the clean image latent (expand_timesteps)"
+
+    def matches(self, pipe: Any) -> bool:
+        config = getattr(pipe, "config", {})
+        return super().matches(pipe) and bool(config.get("expand_timesteps", False))
+
+    def get_condition(self, pipe: Any, args: Arguments) -> torch.Tensor:
+        return args["hidden_states"][:, :, :1]
+
+    def set_condition(self, pipe: Any, args: Arguments, condition: torch.Tensor) -> Arguments:
+        return {**args, "hidden_states": replace_channels(args["hidden_states"], 2, 0, 1, condition)}
+
+    def pixel_condition(self, pipe: Any, output: Any, args: Arguments) -> torch.Tensor:
+        # prepare_latents returns (latents, image latent [B, z, 1, h, w], first_frame_mask)
+        return output[1]

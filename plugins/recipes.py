@@ -1,0 +1,59 @@
+"""Built-in recipes: ALG's released and paper defaults per backend, and the paper's ablations.
+
+Released defaults (50 steps): Wan 2.1 I2V: down/up 0.4, window [0, 0.2]; CogVideoX-5B-I2V:
+down/up 0.25, window [0, 0.04]; HunyuanVideo-I2V: down/up 0.625, window [0, 0.04] (no CFG: one
+pass). Paper (CVPR) settings as (window end, 1/factor): Wan 2.2 (0.1, 2.5), LTX-Video (0.1, 4.0),
+generic (0.1, 2.5).
+"""
+
+from __future__ import annotations
+
+from guidance_kit.hookspecs import hookimpl
+from guidance_kit.plugins.filters import DownUp, Gaussian
+from guidance_kit.plugins.schedules import Constant, StepSwitch
+from guidance_kit.recipe import Recipe, RecipeEntry
+
+
+def alg(factor: float, end: float) -> Recipe:
+    """ALG as released: down/up filter in latent space over the window [0, end]."""
+    return Recipe(filter=DownUp(factor), schedule=StepSwitch(0.0, end), space="latent", mode="alg")
+
+
+GENERIC = alg(1 / 2.5, 0.1)
+
+DEFAULTS = {
+    "wan2.1": (alg(0.4, 0.2), "released default (Wan 2.1 I2V 14B, w=5); paper: (0.2, 2.5)"),
+    "wan2.2-a14b": (alg(1 / 2.5, 0.1), "paper (CVPR) setting for Wan 2.2: window 0.1, 1/factor 2.5"),
+    "wan2.2-ti2v": (alg(1 / 2.5, 0.1), "paper's Wan 2.2 setting (the paper reports A14B; TI2V-5B assumed alike)"),
+    "cogvideox": (alg(0.25, 0.04), "released default (CogVideoX-5B-I2V, w=6)"),
+    "hunyuan-video": (alg(0.625, 0.04), "released default (HunyuanVideo-I2V, embedded guidance: one pass)"),
+    "ltx-video": (alg(1 / 4.0, 0.1), "paper (CVPR) setting for LTX-Video: window 0.1, 1/factor 4.0"),
+    "svd": (GENERIC, "generic paper default (window 0.1, 1/factor 2.5); SVD is not in the paper"),
+}
+
+ABLATIONS = [
+    RecipeEntry("alg-window-6pct", alg(0.4, 0.06), description="window ablation: first 6% of steps (+32% in the paper)"),
+    RecipeEntry("alg-strength-1.6", alg(1 / 1.6, 0.2), description="filter-strength ablation: 1/factor 1.6 (+29%)"),
+    RecipeEntry(
+        "alg-gaussian",
+        Recipe(filter=Gaussian(sigma=1.0, kernel_size=5), schedule=StepSwitch(0.0, 0.2), mode="alg"),
+        description="filter-type ablation: latent Gaussian blur instead of down/up (down/up is better)",
+    ),
+    RecipeEntry(
+        "naive-blur",
+        Recipe(filter=DownUp(0.4), schedule=Constant(1.0), mode="replace"),
+        description="naive ablation: every branch sees the filtered image at every step (motion, but blurry)",
+    ),
+    RecipeEntry(
+        "alg-all-terms",
+        Recipe(filter=DownUp(0.4), schedule=StepSwitch(0.0, 0.2), mode="replace"),
+        description="ablation: filter all three CFG terms, i.e. no original-image anchor (unstable)",
+    ),
+]
+
+
+@hookimpl
+def register_recipes() -> list[RecipeEntry]:
+    entries = [RecipeEntry("alg", GENERIC, description="generic paper default: window 0.1, 1/factor 2.5")]
+    entries += [RecipeEntry("alg", recipe, backend=name, description=text) for name, (recipe, text) in DEFAULTS.items()]
+    return entries + ABLATIONS
