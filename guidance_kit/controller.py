@@ -20,6 +20,7 @@ U(I) + w * (C(LP I) - U(LP I)).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import weakref
@@ -217,6 +218,7 @@ class _Controller:
         self._strengths: list[float] = []
         self._record: StepRecord | None = None
         self._calls_in_step = 0
+        self._cfg: bool | None = None
         self._pending_cond: torch.Tensor | None = None
         self._latent_cache: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
         self._pixel_source: tuple[Callable[..., Any], dict[str, Any], list[torch.Tensor]] | None = None
@@ -262,6 +264,7 @@ class _Controller:
     # Step tracking -----------------------------------------------------------------------------
 
     def _wrap_set_timesteps(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(original)
         def set_timesteps(*args: Any, **kwargs: Any) -> Any:
             out = original(*args, **kwargs)
             self._begin(len(self.pipe.scheduler.timesteps))
@@ -279,8 +282,10 @@ class _Controller:
         self._record = None
         self._calls_in_step = 0
         self._pending_cond = None
+        self._cfg = None
 
     def _wrap_step(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(original)
         def step(*args: Any, **kwargs: Any) -> Any:
             out = original(*args, **kwargs)
             if self._step is not None:
@@ -312,6 +317,7 @@ class _Controller:
         return self._record
 
     def _wrap_encode(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(original)
         def encode(*args: Any, **kwargs: Any) -> Any:
             if self._step is not None:
                 self._current_record().vae_encodes += 1
@@ -328,6 +334,7 @@ class _Controller:
     def _wrap_pixel(self, original: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(original)
 
+        @functools.wraps(original)
         def encode_image(*args: Any, **kwargs: Any) -> Any:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
@@ -398,16 +405,18 @@ class _Controller:
             self._current_record().calls += 1
             return original(*bound.args[1:], **bound.kwargs)
 
+        @functools.wraps(original)
         def forward(*args: Any, **kwargs: Any) -> Any:
             if self._step is None:  # not inside a guided denoising loop
                 return original(*args, **kwargs)
             record = self._current_record()
             record.denoiser = name
-            cfg = backend.call_style == "batched" and backend.cfg_active(self.pipe)
             if backend.call_style == "batched":
-                record.cfg = cfg
+                if self._cfg is None:  # fixed for the whole pipeline call (read before any update)
+                    self._cfg = backend.cfg_active(self.pipe)
+                cfg = record.cfg = self._cfg
             else:
-                record.cfg = self._calls_in_step > 0
+                cfg, record.cfg = False, self._calls_in_step > 0
             bound = signature.bind(module, *args, **kwargs)
             arguments = dict(bound.arguments)
             rows = _rows(arguments, backend.batched_args)

@@ -21,6 +21,11 @@ class CogVideoXBackend(Backend):
     def _z(pipe: Any) -> int:
         return pipe.transformer.config.in_channels // 2
 
+    def cfg_active(self, pipe: Any) -> bool:
+        # CogVideoX keeps CFG in a local variable (guidance_scale > 1); the controller reads the
+        # scale at the first denoiser call, before use_dynamic_cfg updates it.
+        return pipe.guidance_scale > 1.0
+
     def get_condition(self, pipe: Any, args: Arguments) -> torch.Tensor:
         return args["hidden_states"][:, :, self._z(pipe) :].transpose(1, 2)  # -> [rows, C, F, H, W]
 

@@ -1,0 +1,349 @@
+"""Tiny random-weight I2V pipelines built from configs, for tests, examples and the CLI default.
+
+No weights are downloaded: every component is built from a small config with a fixed seed, and
+text encoders are replaced by fixed prompt embeddings passed to the call. Each family runs in
+well under a second per call on a CPU. The videos are noise-like (random weights); what they
+exercise is the real diffusers pipeline code path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+FAMILIES = ("wan2.1", "wan2.2-a14b", "wan2.2-ti2v", "cogvideox", "hunyuan-video", "ltx-video", "svd")
+
+
+def tiny_image(size: int = 32, seed: int = 0) -> Image.Image:
+    """A smooth random RGB image (low frequencies plus some detail), reproducible from ``seed``."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((4, 4, 3))
+    yy, xx = np.meshgrid(np.linspace(0, 3, size), np.linspace(0, 3, size), indexing="ij")
+    y0, x0 = np.floor(yy).astype(int).clip(0, 2), np.floor(xx).astype(int).clip(0, 2)
+    fy, fx = (yy - y0)[..., None], (xx - x0)[..., None]
+    smooth = (
+        coarse[y0, x0] * (1 - fy) * (1 - fx)
+        + coarse[y0 + 1, x0] * fy * (1 - fx)
+        + coarse[y0, x0 + 1] * (1 - fy) * fx
+        + coarse[y0 + 1, x0 + 1] * fy * fx
+    )
+    detail = rng.random((size, size, 3)) * 0.25
+    return Image.fromarray((np.clip(smooth * 0.75 + detail, 0, 1) * 255).astype(np.uint8))
+
+
+def _embeds(seed: int, *shape: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _tiny_clip_vision(
+    hidden_size: int, projection_dim: int, intermediate_size: int, image_size: int = 32, patch_size: int = 1
+) -> tuple[Any, Any]:
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    try:  # the PIL processor needs no torchvision
+        from transformers import CLIPImageProcessorPil as Processor
+    except ImportError:  # pragma: no cover - older transformers
+        from transformers import CLIPImageProcessor as Processor
+
+    torch.manual_seed(0)
+    config = CLIPVisionConfig(
+        hidden_size=hidden_size,
+        projection_dim=projection_dim,
+        num_hidden_layers=2,
+        num_attention_heads=2 if hidden_size < 8 else 4,
+        image_size=image_size,
+        intermediate_size=intermediate_size,
+        patch_size=patch_size,
+    )
+    return CLIPVisionModelWithProjection(config), Processor(crop_size={"height": 32, "width": 32}, size={"shortest_edge": 32})
+
+
+def _wan(kind: str) -> tuple[Any, dict[str, Any]]:
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline
+    from diffusers import WanTransformer3DModel
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True])
+
+    def transformer(seed: int) -> Any:
+        torch.manual_seed(seed)
+        return WanTransformer3DModel(
+            patch_size=(1, 2, 2),
+            num_attention_heads=2,
+            attention_head_dim=12,
+            in_channels=16 if kind == "wan2.2-ti2v" else 36,
+            out_channels=16,
+            text_dim=32,
+            freq_dim=256,
+            ffn_dim=32,
+            num_layers=2,
+            cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads",
+            rope_max_seq_len=32,
+            image_dim=4 if kind == "wan2.1" else None,
+        )
+
+    image_encoder = image_processor = None
+    if kind == "wan2.1":  # Wan 2.1 also feeds a CLIP image embedding
+        image_encoder, image_processor = _tiny_clip_vision(hidden_size=4, projection_dim=4, intermediate_size=16)
+    pipe = WanImageToVideoPipeline(
+        tokenizer=None,
+        text_encoder=None,
+        vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+        transformer=transformer(0),
+        transformer_2=transformer(1) if kind == "wan2.2-a14b" else None,
+        boundary_ratio=0.875 if kind == "wan2.2-a14b" else None,
+        expand_timesteps=kind == "wan2.2-ti2v",
+        image_encoder=image_encoder,
+        image_processor=image_processor,
+    )
+    kwargs: dict[str, Any] = {
+        "prompt_embeds": _embeds(1, 1, 16, 32),
+        "negative_prompt_embeds": _embeds(2, 1, 16, 32),
+        "height": 32,
+        "width": 32,
+        "num_frames": 9,
+        "guidance_scale": 5.0,
+    }
+    if kind == "wan2.2-a14b":
+        kwargs["guidance_scale_2"] = 3.0
+    return pipe, kwargs
+
+
+def _cogvideox() -> tuple[Any, dict[str, Any]]:
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXImageToVideoPipeline
+    from diffusers import CogVideoXTransformer3DModel
+
+    torch.manual_seed(0)
+    transformer = CogVideoXTransformer3DModel(
+        num_attention_heads=2,
+        attention_head_dim=16,
+        in_channels=8,
+        out_channels=4,
+        time_embed_dim=2,
+        text_embed_dim=32,
+        num_layers=1,
+        sample_width=4,
+        sample_height=4,
+        sample_frames=9,
+        patch_size=2,
+        temporal_compression_ratio=4,
+        max_text_seq_length=16,
+        use_rotary_positional_embeddings=True,
+        use_learned_positional_embeddings=True,
+    )
+    torch.manual_seed(0)
+    block = ("CogVideoXDownBlock3D",) * 4
+    vae = AutoencoderKLCogVideoX(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=block,
+        up_block_types=("CogVideoXUpBlock3D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=2,
+        temporal_compression_ratio=4,
+    )
+    pipe = CogVideoXImageToVideoPipeline(
+        tokenizer=None, text_encoder=None, vae=vae, transformer=transformer, scheduler=CogVideoXDDIMScheduler()
+    )
+    kwargs = {
+        "prompt_embeds": _embeds(1, 1, 16, 32),
+        "negative_prompt_embeds": _embeds(2, 1, 16, 32),
+        "height": 32,
+        "width": 32,
+        "num_frames": 9,
+        "guidance_scale": 6.0,
+        "max_sequence_length": 16,
+    }
+    return pipe, kwargs
+
+
+def _ltx() -> tuple[Any, dict[str, Any]]:
+    from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXImageToVideoPipeline
+    from diffusers import LTXVideoTransformer3DModel
+
+    torch.manual_seed(0)
+    transformer = LTXVideoTransformer3DModel(
+        in_channels=8,
+        out_channels=8,
+        patch_size=1,
+        patch_size_t=1,
+        num_attention_heads=4,
+        attention_head_dim=8,
+        cross_attention_dim=32,
+        num_layers=1,
+        caption_channels=32,
+    )
+    torch.manual_seed(0)
+    vae = AutoencoderKLLTXVideo(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=8,
+        block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        layers_per_block=(1, 1, 1, 1, 1),
+        decoder_layers_per_block=(1, 1, 1, 1, 1),
+        spatio_temporal_scaling=(True, True, False, False),
+        decoder_spatio_temporal_scaling=(True, True, False, False),
+        decoder_inject_noise=(False, False, False, False, False),
+        upsample_residual=(False, False, False, False),
+        upsample_factor=(1, 1, 1, 1),
+        timestep_conditioning=False,
+        patch_size=1,
+        patch_size_t=1,
+        encoder_causal=True,
+        decoder_causal=False,
+    )
+    vae.use_framewise_encoding = False
+    vae.use_framewise_decoding = False
+    pipe = LTXImageToVideoPipeline(
+        tokenizer=None, text_encoder=None, vae=vae, transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler()
+    )
+    kwargs = {
+        "prompt_embeds": _embeds(1, 1, 16, 32),
+        "prompt_attention_mask": torch.ones(1, 16),
+        "negative_prompt_embeds": _embeds(2, 1, 16, 32),
+        "negative_prompt_attention_mask": torch.ones(1, 16),
+        "height": 32,
+        "width": 32,
+        "num_frames": 9,
+        "guidance_scale": 3.0,
+    }
+    return pipe, kwargs
+
+
+def _hunyuan() -> tuple[Any, dict[str, Any]]:
+    from diffusers import AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler
+    from diffusers import HunyuanVideoImageToVideoPipeline, HunyuanVideoTransformer3DModel
+
+    torch.manual_seed(0)
+    transformer = HunyuanVideoTransformer3DModel(
+        in_channels=2 * 4 + 1,
+        out_channels=4,
+        num_attention_heads=2,
+        attention_head_dim=10,
+        num_layers=1,
+        num_single_layers=1,
+        num_refiner_layers=1,
+        patch_size=1,
+        patch_size_t=1,
+        guidance_embeds=True,
+        text_embed_dim=16,
+        pooled_projection_dim=8,
+        rope_axes_dim=(2, 4, 4),
+        image_condition_type="latent_concat",
+    )
+    torch.manual_seed(0)
+    vae = AutoencoderKLHunyuanVideo(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        down_block_types=("HunyuanVideoDownBlock3D",) * 4,
+        up_block_types=("HunyuanVideoUpBlock3D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        layers_per_block=1,
+        act_fn="silu",
+        norm_num_groups=4,
+        scaling_factor=0.476986,
+        spatial_compression_ratio=8,
+        temporal_compression_ratio=4,
+        mid_block_add_attention=True,
+    )
+    pipe = HunyuanVideoImageToVideoPipeline(
+        text_encoder=None,
+        tokenizer=None,
+        transformer=transformer,
+        vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+        text_encoder_2=None,
+        tokenizer_2=None,
+        image_processor=None,
+    )
+    kwargs = {
+        "prompt_embeds": _embeds(1, 1, 16, 16),
+        "pooled_prompt_embeds": _embeds(2, 1, 8),
+        "prompt_attention_mask": torch.ones(1, 16),
+        "height": 32,
+        "width": 32,
+        "num_frames": 9,
+        "guidance_scale": 6.0,  # embedded guidance: one pass per step
+    }
+    return pipe, kwargs
+
+
+def _svd() -> tuple[Any, dict[str, Any]]:
+    from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, StableVideoDiffusionPipeline
+    from diffusers import UNetSpatioTemporalConditionModel
+    torch.manual_seed(0)
+    unet = UNetSpatioTemporalConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=8,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
+        cross_attention_dim=32,
+        num_attention_heads=8,
+        projection_class_embeddings_input_dim=96,
+        addition_time_embed_dim=32,
+    )
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        interpolation_type="linear",
+        num_train_timesteps=1000,
+        prediction_type="v_prediction",
+        sigma_max=700.0,
+        sigma_min=0.002,
+        steps_offset=1,
+        timestep_spacing="leading",
+        timestep_type="continuous",
+        trained_betas=None,
+        use_karras_sigmas=True,
+    )
+    torch.manual_seed(0)
+    vae = AutoencoderKLTemporalDecoder(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        latent_channels=4,
+    )
+    # SVD resizes the image to 224 px for CLIP itself.
+    image_encoder, feature_extractor = _tiny_clip_vision(32, 32, 37, image_size=224, patch_size=14)
+    pipe = StableVideoDiffusionPipeline(
+        vae=vae, image_encoder=image_encoder, unet=unet, scheduler=scheduler, feature_extractor=feature_extractor
+    )
+    kwargs = {"height": 32, "width": 32, "num_frames": 3, "min_guidance_scale": 1.0, "max_guidance_scale": 2.5}
+    return pipe, kwargs
+
+
+_BUILDERS: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
+    "wan2.1": lambda: _wan("wan2.1"),
+    "wan2.2-a14b": lambda: _wan("wan2.2-a14b"),
+    "wan2.2-ti2v": lambda: _wan("wan2.2-ti2v"),
+    "cogvideox": _cogvideox,
+    "hunyuan-video": _hunyuan,
+    "ltx-video": _ltx,
+    "svd": _svd,
+}
+
+
+def tiny_pipeline(family: str = "wan2.1", dtype: torch.dtype = torch.float32) -> tuple[Any, dict[str, Any]]:
+    """A tiny random-weight pipeline of ``family`` and the keyword arguments (without image,
+    steps and generator) that make a valid call."""
+    if family not in _BUILDERS:
+        raise ValueError(f"unknown tiny pipeline family {family!r}; choose from {list(FAMILIES)}")
+    pipe, kwargs = _BUILDERS[family]()
+    pipe.to(dtype=dtype)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, {k: v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v for k, v in kwargs.items()}
