@@ -1,0 +1,258 @@
+"""Independent reference loops for ALG, one per pipeline family, written from SPEC.md.
+
+Each loop reproduces the pipeline's own setup with the pipeline's helper methods (prompt
+handling, image preprocessing, prepare_latents, timesteps), then runs its own denoising loop
+where every CFG term is a separate, unbatched denoiser call and the guidance is the SPEC
+formula, written out:
+
+    s == 0: eps = U(I) + w * (C(I) - U(I))
+    s  > 0: eps = U(I) + w * (C(LP I) - U(LP I))      (no CFG: eps = C(LP I))
+
+The low-pass filter is the SPEC's down/up definition written directly with F.interpolate, and
+the window is the SPEC's step switch on p = i / max(N - 1, 1); nothing here imports the
+guidance_kit filters, schedules or controller.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def downup(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """SPEC down/up at full strength on the last two axes."""
+    height, width = x.shape[-2:]
+    size = (max(1, round(height * factor)), max(1, round(width * factor)))
+    y = x.reshape(-1, 1, height, width)
+    y = F.interpolate(y, size=size, mode="bilinear", align_corners=False, antialias=True)
+    y = F.interpolate(y, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
+    return y.reshape(x.shape)
+
+
+def window(i: int, n: int, end: float) -> bool:
+    return 0.0 <= i / max(n - 1, 1) <= end
+
+
+def alg_eps(u0, c_f, u_f, w):  # noqa: ANN001
+    return u0 + w * (c_f - u_f)
+
+
+@torch.no_grad()
+def wan(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
+    """Wan 2.1 / 2.2 A14B / 2.2 TI2V (WanImageToVideoPipeline)."""
+    dtype = pipe.transformer.dtype
+    gen = torch.Generator().manual_seed(seed)
+    pos, neg = kw["prompt_embeds"].to(dtype), kw["negative_prompt_embeds"].to(dtype)
+    w1 = kw["guidance_scale"]
+    w2 = kw.get("guidance_scale_2", w1)
+    image_embeds = None
+    if pipe.transformer.config.image_dim is not None:
+        image_embeds = pipe.encode_image(image, "cpu").to(dtype)
+    pipe.scheduler.set_timesteps(steps)
+    timesteps = pipe.scheduler.timesteps
+    pixels = pipe.video_processor.preprocess(image, height=kw["height"], width=kw["width"]).to(torch.float32)
+    z = pipe.vae.config.z_dim
+    out = pipe.prepare_latents(pixels, 1, z, kw["height"], kw["width"], kw["num_frames"], torch.float32, "cpu", gen)
+    expand = pipe.config.expand_timesteps
+    if expand:
+        latents, condition, first_frame_mask = out
+    else:
+        latents, condition = out
+    ratio = pipe.config.boundary_ratio
+    boundary = None if ratio is None else ratio * pipe.scheduler.config.num_train_timesteps
+
+    def model_input(cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if expand:
+            mask = first_frame_mask.to(dtype)
+            hidden = (1 - mask) * cond + mask * latents.to(dtype)
+            ts = (first_frame_mask[0][0][:, ::2, ::2] * t).flatten().unsqueeze(0)
+            return hidden, ts
+        return torch.cat([latents.to(dtype), cond], dim=1), t.expand(1)
+
+    full = condition.to(dtype)
+    if expand:
+        filtered = downup(full, factor)
+    else:
+        filtered = torch.cat([full[:, :-z], downup(full[:, -z:], factor)], dim=1)
+    for i, t in enumerate(timesteps):
+        model, w = (pipe.transformer, w1) if boundary is None or t >= boundary else (pipe.transformer_2, w2)
+
+        def d(cond, text):  # noqa: ANN001
+            hidden, ts = model_input(cond)
+            return model(
+                hidden_states=hidden, timestep=ts, encoder_hidden_states=text,
+                encoder_hidden_states_image=image_embeds, return_dict=False,
+            )[0]
+
+        u0 = d(full, neg)
+        if window(i, steps, end):
+            eps = alg_eps(u0, d(filtered, pos), d(filtered, neg), w)
+        else:
+            eps = u0 + w * (d(full, pos) - u0)
+        latents = pipe.scheduler.step(eps, t, latents, return_dict=False)[0]
+    if expand:
+        latents = (1 - first_frame_mask) * condition + first_frame_mask * latents
+    return latents
+
+
+@torch.no_grad()
+def cogvideox(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
+    dtype = pipe.transformer.dtype
+    gen = torch.Generator().manual_seed(seed)
+    pos, neg = kw["prompt_embeds"].to(dtype), kw["negative_prompt_embeds"].to(dtype)
+    w = kw["guidance_scale"]
+    pipe.scheduler.set_timesteps(steps, device="cpu")
+    timesteps = pipe.scheduler.timesteps
+    pixels = pipe.video_processor.preprocess(image, height=kw["height"], width=kw["width"]).to(dtype=dtype)
+    latents, image_latents = pipe.prepare_latents(
+        pixels, 1, pipe.transformer.config.in_channels // 2, kw["num_frames"], kw["height"], kw["width"], dtype, "cpu", gen
+    )
+    extra = pipe.prepare_extra_step_kwargs(gen, 0.0)
+    rotary = pipe._prepare_rotary_positional_embeddings(kw["height"], kw["width"], latents.size(1), "cpu")
+    filtered = downup(image_latents, factor)
+    for i, t in enumerate(timesteps):
+        x = pipe.scheduler.scale_model_input(latents, t)
+
+        def d(cond, text):  # noqa: ANN001
+            return pipe.transformer(
+                hidden_states=torch.cat([x, cond], dim=2), encoder_hidden_states=text, timestep=t.expand(1),
+                ofs=None, image_rotary_emb=rotary, return_dict=False,
+            )[0].float()  # the pipeline casts each prediction to float32
+
+        u0 = d(image_latents, neg)
+        if window(i, steps, end):
+            eps = alg_eps(u0, d(filtered, pos), d(filtered, neg), w)
+        else:
+            eps = u0 + w * (d(image_latents, pos) - u0)
+        latents = pipe.scheduler.step(eps, t, latents, **extra, return_dict=False)[0].to(dtype)
+    return latents
+
+
+@torch.no_grad()
+def ltx(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
+    from diffusers.pipelines.ltx.pipeline_ltx_image2video import calculate_shift, retrieve_timesteps
+
+    dtype = pipe.transformer.dtype
+    gen = torch.Generator().manual_seed(seed)
+    pos, neg = kw["prompt_embeds"].to(dtype), kw["negative_prompt_embeds"].to(dtype)
+    pos_mask, neg_mask = kw["prompt_attention_mask"].to(dtype), kw["negative_prompt_attention_mask"].to(dtype)
+    w = kw["guidance_scale"]
+    height, width, frames = kw["height"], kw["width"], kw["num_frames"]
+    pixels = pipe.video_processor.preprocess(image, height=height, width=width).to(dtype=dtype)
+    latents, mask = pipe.prepare_latents(
+        pixels, 1, pipe.transformer.config.in_channels, height, width, frames, torch.float32, "cpu", gen
+    )
+    lf = (frames - 1) // pipe.vae_temporal_compression_ratio + 1
+    lh, lw = height // pipe.vae_spatial_compression_ratio, width // pipe.vae_spatial_compression_ratio
+    sigmas = np.linspace(1.0, 1 / steps, steps)
+    cfg = pipe.scheduler.config
+    mu = calculate_shift(lf * lh * lw, cfg.get("base_image_seq_len", 256), cfg.get("max_image_seq_len", 4096),
+                         cfg.get("base_shift", 0.5), cfg.get("max_shift", 1.15))
+    timesteps, _ = retrieve_timesteps(pipe.scheduler, steps, "cpu", None, sigmas=sigmas, mu=mu)
+    rope = (pipe.vae_temporal_compression_ratio / 25, pipe.vae_spatial_compression_ratio, pipe.vae_spatial_compression_ratio)
+    p, pt = pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
+
+    def with_first_frame(packed, first):  # noqa: ANN001
+        video = pipe._unpack_latents(packed, lf, lh, lw, p, pt)
+        return pipe._pack_latents(torch.cat([first, video[:, :, 1:]], dim=2), p, pt)
+
+    for i, t in enumerate(timesteps):
+        x = latents.to(dtype)
+        timestep = t.expand(1).unsqueeze(-1) * (1 - mask)
+        first = pipe._unpack_latents(x, lf, lh, lw, p, pt)[:, :, :1]
+        x_f = with_first_frame(x, downup(first, factor))
+
+        def d(hidden, text, text_mask):  # noqa: ANN001
+            return pipe.transformer(
+                hidden_states=hidden, encoder_hidden_states=text, timestep=timestep, encoder_attention_mask=text_mask,
+                num_frames=lf, height=lh, width=lw, rope_interpolation_scale=rope, return_dict=False,
+            )[0].float()
+
+        u0 = d(x, neg, neg_mask)
+        if window(i, steps, end):
+            eps = alg_eps(u0, d(x_f, pos, pos_mask), d(x_f, neg, neg_mask), w)
+        else:
+            eps = u0 + w * (d(x, pos, pos_mask) - u0)
+        eps = pipe._unpack_latents(eps, lf, lh, lw, p, pt)
+        video = pipe._unpack_latents(latents, lf, lh, lw, p, pt)
+        pred = pipe.scheduler.step(eps[:, :, 1:], t, video[:, :, 1:], return_dict=False)[0]
+        latents = pipe._pack_latents(torch.cat([video[:, :, :1], pred], dim=2), p, pt)
+    return latents
+
+
+@torch.no_grad()
+def hunyuan(pipe, kw, image, steps, factor, end, seed, true_cfg=None):  # noqa: ANN001
+    dtype = pipe.transformer.dtype
+    gen = torch.Generator().manual_seed(seed)
+    height, width, frames = kw["height"], kw["width"], kw["num_frames"]
+    pixels = pipe.video_processor.preprocess(image, height, width).to("cpu", pipe.vae.dtype)
+    z = (pipe.transformer.config.in_channels - 1) // 2
+    latents, image_latents = pipe.prepare_latents(
+        pixels, 1, z, height, width, frames, torch.float32, "cpu", gen, None, "latent_concat"
+    )
+    image_latents[:, :, 1:] = 0
+    mask = image_latents.new_ones(image_latents.shape[0], 1, *image_latents.shape[2:])
+    mask[:, :, 1:] = 0
+    text = (kw["prompt_embeds"].to(dtype), kw["prompt_attention_mask"].to(dtype), kw["pooled_prompt_embeds"].to(dtype))
+    sigmas = np.linspace(1.0, 0.0, steps + 1)[:-1]
+    pipe.scheduler.set_timesteps(sigmas=sigmas, device="cpu")
+    timesteps = pipe.scheduler.timesteps
+    guidance = torch.tensor([kw["guidance_scale"]], dtype=dtype) * 1000.0
+    filtered = downup(image_latents.to(dtype), factor)  # the denoiser sees the condition in its dtype
+    for i, t in enumerate(timesteps):
+
+        def d(cond, embeds):  # noqa: ANN001
+            hidden = torch.cat([latents, cond, mask], dim=1).to(dtype)
+            return pipe.transformer(
+                hidden_states=hidden, timestep=t.expand(1).to(latents.dtype), encoder_hidden_states=embeds[0],
+                encoder_attention_mask=embeds[1], pooled_projections=embeds[2], guidance=guidance, return_dict=False,
+            )[0]
+
+        on = window(i, steps, end)
+        if true_cfg is None:  # embedded guidance only: ALG is one pass
+            eps = d(filtered if on else image_latents, text)
+        else:
+            w, negative = true_cfg
+            u0 = d(image_latents, negative)
+            eps = alg_eps(u0, d(filtered, text), d(filtered, negative), w) if on else u0 + w * (d(image_latents, text) - u0)
+        latents = pipe.scheduler.step(eps, t, latents, return_dict=False)[0]
+    return latents[:, :, 1:]  # the pipeline drops the image frame from its latent output
+
+
+@torch.no_grad()
+def svd(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
+    from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import (
+        _append_dims,
+        retrieve_timesteps,
+    )
+
+    gen = torch.Generator().manual_seed(seed)
+    height, width, frames = kw["height"], kw["width"], kw["num_frames"]
+    fps, motion_bucket_id, noise_aug = 7, 127, 0.02
+    pipe._guidance_scale = kw["max_guidance_scale"]
+    embeds = pipe._encode_image(image, "cpu", 1, False)  # conditional CLIP embedding; uncond is zeros
+    pixels = pipe.video_processor.preprocess(image, height=height, width=width)
+    pixels = pixels + noise_aug * torch.randn(pixels.shape, generator=gen, dtype=pixels.dtype)
+    image_latents = pipe._encode_vae_image(pixels, "cpu", 1, False).to(embeds.dtype)
+    image_latents = image_latents.unsqueeze(1).repeat(1, frames, 1, 1, 1)
+    time_ids = pipe._get_add_time_ids(fps - 1, motion_bucket_id, noise_aug, embeds.dtype, 1, 1, False)
+    timesteps, _ = retrieve_timesteps(pipe.scheduler, steps, "cpu", None, None)
+    latents = pipe.prepare_latents(1, frames, pipe.unet.config.in_channels, height, width, embeds.dtype, "cpu", gen)
+    w = torch.linspace(kw["min_guidance_scale"], kw["max_guidance_scale"], frames).unsqueeze(0).to(latents.dtype)
+    w = _append_dims(w, latents.ndim)
+    filtered = downup(image_latents, factor)
+    for i, t in enumerate(timesteps):
+        x = pipe.scheduler.scale_model_input(latents, t)
+
+        def d(cond, clip):  # noqa: ANN001
+            return pipe.unet(torch.cat([x, cond], dim=2), t, encoder_hidden_states=clip, added_time_ids=time_ids,
+                             return_dict=False)[0]
+
+        # The unconditional branch sees a zero image latent and a zero CLIP embedding, and
+        # LP(0) = 0, so U(LP I) = U(I): ALG is eps = U + w * (C(LP I) - U).
+        u0 = d(torch.zeros_like(image_latents), torch.zeros_like(embeds))
+        cond = filtered if window(i, steps, end) else image_latents
+        eps = u0 + w * (d(cond, embeds) - u0)
+        latents = pipe.scheduler.step(eps, t, latents).prev_sample
+    return latents

@@ -1,0 +1,60 @@
+"""ALG through guide() equals the independent reference loops in tests/reference.py."""
+
+import pytest
+import torch
+
+import guidance_kit as gk
+import reference
+from conftest import pipeline, run_pipe
+
+STEPS, FACTOR, END = 6, 0.5, 0.4  # steps 0, 1, 2 are filtered
+
+# CogVideoX and LTX-Video cast every prediction to float32 inside the pipeline before the CFG
+# combination, so any implementation differs from a float64 reference by float32 rounding there.
+TOLERANCE = {"cogvideox": 1e-6, "ltx-video": 1e-6}  # measured: 1.1e-7 and 6.2e-8
+LOOPS = {
+    "wan2.1": reference.wan,
+    "wan2.2-a14b": reference.wan,
+    "wan2.2-ti2v": reference.wan,
+    "cogvideox": reference.cogvideox,
+    "ltx-video": reference.ltx,
+    "hunyuan-video": reference.hunyuan,
+    "svd": reference.svd,
+}
+
+
+def recipe(space="latent", mode="alg"):
+    return gk.Recipe(filter=gk.filters.DownUp(FACTOR), schedule=gk.schedules.StepSwitch(0.0, END), space=space, mode=mode)
+
+
+def max_rel(a, b):
+    return float((a.double() - b.double()).abs().max() / b.double().abs().max())
+
+
+@pytest.mark.parametrize("execution", ["batched", "sequential"])
+@pytest.mark.parametrize("family", list(LOOPS))
+def test_alg_matches_reference_loop(family, execution, image):
+    pipe, kwargs = pipeline(family)
+    expected = LOOPS[family](pipe, kwargs, image, STEPS, FACTOR, END, seed=0)
+    with gk.guide(pipe, recipe(), execution=execution) as run:
+        got = run_pipe(pipe, kwargs, image, STEPS)
+    assert run.last.filtered_steps == [0, 1, 2]
+    plain = run_pipe(pipe, kwargs, image, STEPS)
+    assert max_rel(plain, expected) > 1e-6, "ALG must change the result, or the comparison proves nothing"
+    assert max_rel(got, expected) < TOLERANCE.get(family, 1e-12)
+
+
+def test_hunyuan_true_cfg_alg_matches_reference(image):
+    pipe, kwargs = pipeline("hunyuan-video")
+    negative = {
+        "negative_prompt_embeds": torch.randn(1, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(9)),
+        "negative_prompt_attention_mask": torch.ones(1, 16, dtype=torch.float64),
+        "negative_pooled_prompt_embeds": torch.randn(1, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(8)),
+    }
+    w = 3.0
+    neg = (negative["negative_prompt_embeds"], negative["negative_prompt_attention_mask"], negative["negative_pooled_prompt_embeds"])
+    expected = reference.hunyuan(pipe, kwargs, image, STEPS, FACTOR, END, 0, true_cfg=(w, neg))
+    with gk.guide(pipe, recipe()) as run:
+        got = run_pipe(pipe, kwargs, image, STEPS, true_cfg_scale=w, **negative)
+    assert run.last.passes == 2 * STEPS + 3
+    assert max_rel(got, expected) < 1e-12
