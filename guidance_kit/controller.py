@@ -219,6 +219,7 @@ class _Controller:
         self._record: StepRecord | None = None
         self._calls_in_step = 0
         self._cfg: bool | None = None
+        self._looping = False  # inside the denoising loop: past the first denoiser call
         self._pending_cond: torch.Tensor | None = None
         self._latent_cache: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
         self._pixel_source: tuple[Callable[..., Any], dict[str, Any], list[torch.Tensor]] | None = None
@@ -259,6 +260,7 @@ class _Controller:
                 except AttributeError:
                     pass
         self._step = None
+        self._looping = False
         self._pending_cond = None
 
     # Step tracking -----------------------------------------------------------------------------
@@ -278,6 +280,7 @@ class _Controller:
             self.run.calls.pop()  # set_timesteps called twice before the loop
         self.run.calls.append(CallTrace(setup_vae_encodes=setup))
         self._step, self._num_steps = 0, num_steps
+        self._looping = False
         self._strengths = [self.recipe.schedule(i, num_steps) for i in range(num_steps)]
         self._record = None
         self._calls_in_step = 0
@@ -296,6 +299,7 @@ class _Controller:
                 self._step += 1
                 if self._step >= self._num_steps:
                     self._step = None
+                    self._looping = False
                 registry.call_observers("on_step")(run=self.run, record=record)
             return out
 
@@ -319,7 +323,7 @@ class _Controller:
     def _wrap_encode(self, original: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(original)
         def encode(*args: Any, **kwargs: Any) -> Any:
-            if self._step is not None:
+            if self._looping:
                 self._current_record().vae_encodes += 1
             elif self.run.calls and not self.run.calls[-1].steps:
                 self.run.calls[-1].setup_vae_encodes += 1
@@ -397,18 +401,29 @@ class _Controller:
         return filtered
 
     def _wrap_denoiser(self, name: str, module: torch.nn.Module, original: Callable[..., Any]) -> Callable[..., Any]:
-        signature = inspect.signature(type(module).forward)
+        # Positional parameter names of the module's forward (without self), to read arguments
+        # by name and to call back in the same positional/keyword style the pipeline used.
+        params = [
+            p.name
+            for p in list(inspect.signature(type(module).forward).parameters.values())[1:]
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
         backend = self.backend
-
-        def call(arguments: dict[str, Any]) -> Any:
-            bound = inspect.BoundArguments(signature, arguments)  # type: ignore[arg-type]
-            self._current_record().calls += 1
-            return original(*bound.args[1:], **bound.kwargs)
 
         @functools.wraps(original)
         def forward(*args: Any, **kwargs: Any) -> Any:
             if self._step is None:  # not inside a guided denoising loop
                 return original(*args, **kwargs)
+            if len(args) > len(params):
+                raise GuidanceKitError(f"{type(module).__name__}.forward got more positional arguments than it names")
+            positional = params[: len(args)]
+            arguments = {**dict(zip(positional, args)), **kwargs}
+
+            def call(new: dict[str, Any]) -> Any:
+                self._current_record().calls += 1
+                return original(*(new[p] for p in positional), **{k: new[k] for k in kwargs})
+
+            self._looping = True
             record = self._current_record()
             record.denoiser = name
             if backend.call_style == "batched":
@@ -417,8 +432,6 @@ class _Controller:
                 cfg = record.cfg = self._cfg
             else:
                 cfg, record.cfg = False, self._calls_in_step > 0
-            bound = signature.bind(module, *args, **kwargs)
-            arguments = dict(bound.arguments)
             rows = _rows(arguments, backend.batched_args)
             per_branch = rows // 2 if cfg else rows
             strength = record.strength

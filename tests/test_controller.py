@@ -1,0 +1,263 @@
+"""guide(): pass counts, restoration, strength-0 identity, pixel-space encodes, modes, errors."""
+
+import pytest
+import torch
+
+import guidance_kit as gk
+from conftest import pipeline, run_pipe
+
+STEPS = 6
+CFG = ["wan2.1", "wan2.2-a14b", "wan2.2-ti2v", "cogvideox", "ltx-video"]
+ONE_PASS = ["hunyuan-video"]
+ALL = CFG + ONE_PASS + ["svd"]
+
+
+def window(end=0.4, space="latent", mode="alg", factor=0.5):
+    return gk.Recipe(filter=gk.filters.DownUp(factor), schedule=gk.schedules.StepSwitch(0.0, end), space=space, mode=mode)
+
+
+def denoisers(pipe):
+    return [m for m in (getattr(pipe, n, None) for n in ("transformer", "transformer_2", "unet")) if m is not None]
+
+
+def snapshot(pipe):
+    """The instance attributes of everything guide() patches, and the identity of its methods."""
+    objs = [pipe, pipe.scheduler, pipe.vae, *denoisers(pipe)]
+    state = [(id(o), sorted(vars(o))) for o in objs]
+    methods = [pipe.scheduler.step, pipe.scheduler.set_timesteps, pipe.vae.encode, pipe.prepare_latents]
+    return state, [(m.__func__, m.__self__) for m in methods], [m.forward.__func__ for m in denoisers(pipe)]
+
+
+@pytest.mark.parametrize("family", CFG)
+def test_pass_count_with_cfg_is_2n_plus_filtered(family, image):
+    pipe, kwargs = pipeline(family)
+    with gk.guide(pipe, window(end=0.4)) as run:
+        run_pipe(pipe, kwargs, image, STEPS)
+    filtered = len(run.last.filtered_steps)
+    assert filtered == 3
+    assert run.last.passes == 2 * STEPS + filtered
+    assert [r.passes for r in run.trace] == [3, 3, 3, 2, 2, 2]
+    assert all(r.cfg for r in run.trace)
+
+
+@pytest.mark.parametrize("family", ONE_PASS)
+def test_pass_count_without_cfg_is_n(family, image):
+    pipe, kwargs = pipeline(family)
+    with gk.guide(pipe, window(end=0.4)) as run:
+        run_pipe(pipe, kwargs, image, STEPS)
+    assert run.last.passes == STEPS and run.last.filtered_steps == [0, 1, 2]
+    assert not any(r.cfg for r in run.trace)
+
+
+def test_wan_without_cfg_is_one_pass(image):
+    pipe, kwargs = pipeline("wan2.1")
+    with gk.guide(pipe, window()) as run:
+        run_pipe(pipe, kwargs, image, STEPS, guidance_scale=1.0)
+    assert run.last.passes == STEPS
+
+
+def test_svd_alg_needs_no_extra_pass(image):
+    # SVD's unconditional branch sees a zero image latent: U(LP I) = U(I), nothing extra to run.
+    pipe, kwargs = pipeline("svd")
+    with gk.guide(pipe, window()) as run:
+        run_pipe(pipe, kwargs, image, STEPS)
+    assert run.last.passes == 2 * STEPS
+
+
+@pytest.mark.parametrize("family", ALL)
+def test_strength_zero_everywhere_is_bit_identical(family, image):
+    pipe, kwargs = pipeline(family)
+    plain = run_pipe(pipe, kwargs, image, STEPS)
+    zero = gk.Recipe(filter=gk.filters.DownUp(0.5), schedule=gk.schedules.Constant(0.0))
+    with gk.guide(pipe, zero) as run:
+        guided = run_pipe(pipe, kwargs, image, STEPS)
+    assert torch.equal(plain, guided)
+    assert run.last.filtered_steps == []
+
+
+@pytest.mark.parametrize("family", ["wan2.2-a14b", "cogvideox"])
+def test_guided_and_plain_calls_alternate(family, image):
+    pipe, kwargs = pipeline(family)
+    plain = run_pipe(pipe, kwargs, image, STEPS)
+    with gk.guide(pipe, window()):
+        first = run_pipe(pipe, kwargs, image, STEPS)
+    assert torch.equal(run_pipe(pipe, kwargs, image, STEPS), plain)
+    with gk.guide(pipe, window()) as run:
+        second = run_pipe(pipe, kwargs, image, STEPS)
+        third = run_pipe(pipe, kwargs, image, STEPS)  # two calls in one block
+    assert torch.equal(first, second) and torch.equal(second, third)
+    assert len(run.calls) == 2 and not torch.equal(first, plain)
+
+
+@pytest.mark.parametrize("family", ["wan2.1", "cogvideox", "svd"])
+def test_pipeline_restored_after_exception(family, image):
+    pipe, kwargs = pipeline(family)
+    plain = run_pipe(pipe, kwargs, image, STEPS)
+    before = snapshot(pipe)
+
+    def boom(pipe_, i, t, callback_kwargs):
+        if i == 1:
+            raise RuntimeError("boom")
+        return callback_kwargs
+
+    with pytest.raises(RuntimeError, match="boom"):
+        with gk.guide(pipe, window(space="pixel")):
+            run_pipe(pipe, kwargs, image, STEPS, callback_on_step_end=boom)
+    assert snapshot(pipe) == before
+    assert torch.equal(run_pipe(pipe, kwargs, image, STEPS), plain)
+
+
+def test_exception_inside_denoiser_restores(image):
+    pipe, kwargs = pipeline("wan2.1")
+    run_pipe(pipe, kwargs, image, 2)
+    before = snapshot(pipe)
+    with pytest.raises(RuntimeError):
+        with gk.guide(pipe, window()):
+            run_pipe(pipe, kwargs, image, STEPS, prompt_embeds=torch.zeros(1, 16, 7, dtype=torch.float64))
+    assert snapshot(pipe) == before
+
+
+@pytest.mark.parametrize("family", ALL)
+def test_pixel_space_encodes_once_per_distinct_strength(family, image):
+    pipe, kwargs = pipeline(family)
+    with gk.guide(pipe, window(end=0.4, space="pixel")) as run:
+        run_pipe(pipe, kwargs, image, STEPS)
+    # The pipeline's own encode, plus one for the single distinct strength 1.0 (3 filtered steps).
+    assert run.last.vae_encodes == 2
+    assert [r.vae_encodes for r in run.trace] == [1, 0, 0, 0, 0, 0]
+    linear = gk.Recipe(filter=gk.filters.DownUp(0.5), schedule=gk.schedules.Linear(1.0, 0.0, end=0.5), space="pixel")
+    with gk.guide(pipe, linear) as run:
+        run_pipe(pipe, kwargs, image, STEPS)
+    strengths = {r.strength for r in run.trace if r.strength > 0}
+    assert len(strengths) == 3 and run.last.vae_encodes == 1 + len(strengths)
+
+
+def test_pixel_space_filters_the_image_before_encoding(image):
+    # Pixel space at strength s uses exactly the pipeline's own encode of LP_s(image).
+    pipe, kwargs = pipeline("wan2.1")
+    seen = []
+    original = pipe.transformer.forward
+
+    def spy(*args, **kwargs_):
+        seen.append(kwargs_["hidden_states"][:, -16:].clone())
+        return original(*args, **kwargs_)
+
+    pipe.transformer.forward = spy
+    try:
+        with gk.guide(pipe, window(end=0.0, space="pixel", factor=0.25)):
+            run_pipe(pipe, kwargs, image, 2)
+    finally:
+        del pipe.transformer.forward
+    pixels = pipe.video_processor.preprocess(image, height=32, width=32).to(torch.float32)
+    filtered = gk.filters.DownUp(0.25)(pixels, 1.0)
+    _, condition = pipe.prepare_latents(filtered, 1, 16, 32, 32, 9, torch.float32, "cpu", torch.Generator().manual_seed(0))
+    expected = condition[:, -16:].double()
+    assert torch.allclose(seen[0], expected, atol=1e-6)  # step 0, conditional branch
+    assert not torch.allclose(seen[0], seen[-1], atol=1e-3)  # last step is unfiltered
+
+
+@pytest.mark.parametrize("mode", ["replace", "cond_only"])
+def test_ablation_modes_pass_counts_and_differ_from_alg(mode, image):
+    pipe, kwargs = pipeline("cogvideox")
+    with gk.guide(pipe, window()) as run:
+        alg = run_pipe(pipe, kwargs, image, STEPS)
+    with gk.guide(pipe, window(mode=mode)) as run_mode:
+        out = run_pipe(pipe, kwargs, image, STEPS)
+    assert run.last.passes == 2 * STEPS + 3
+    assert run_mode.last.passes == 2 * STEPS
+    assert not torch.allclose(alg, out)
+
+
+def test_replace_mode_matches_filtered_cfg(image):
+    # "replace" is plain CFG where both branches see LP(I): equal to ALG's formula with U(LP I) as anchor.
+    pipe, kwargs = pipeline("wan2.1")
+    seen = []
+    original = pipe.transformer.forward
+
+    def spy(*args, **kwargs_):
+        seen.append(kwargs_["hidden_states"][:, -16:].clone())
+        return original(*args, **kwargs_)
+
+    pipe.transformer.forward = spy
+    try:
+        with gk.guide(pipe, window(mode="replace")):
+            run_pipe(pipe, kwargs, image, STEPS)
+    finally:
+        del pipe.transformer.forward
+    assert len(seen) == 2 * STEPS  # no extra pass
+    assert torch.equal(seen[0], seen[1])  # both branches filtered at step 0
+    assert not torch.equal(seen[0], seen[-1])
+
+
+def test_trace_records_filter_parameters(image):
+    pipe, kwargs = pipeline("wan2.1")
+    with gk.guide(pipe, window(factor=0.4)) as run:
+        run_pipe(pipe, kwargs, image, STEPS)
+    first, last = run.trace[0], run.trace[-1]
+    assert first.filter == {"strength": 1.0, "factor": 0.4, "height": 2}  # round(4 * 0.4) = 2
+    assert last.strength == 0.0 and last.progress == 1.0
+    assert first.denoiser == "transformer" and first.calls == 2
+    assert run.to_dict()["calls"][0]["filtered_steps"] == [0, 1, 2]
+
+
+def test_wan22_uses_both_experts(image):
+    pipe, kwargs = pipeline("wan2.2-a14b")
+    with gk.guide(pipe, window()) as run:
+        run_pipe(pipe, kwargs, image, STEPS)
+    assert {r.denoiser for r in run.trace} == {"transformer", "transformer_2"}
+
+
+def test_unsupported_pipeline_lists_supported():
+    class NotAPipeline:
+        pass
+
+    with pytest.raises(gk.UnsupportedPipelineError, match="NotAPipeline.*wan2.1.*WanImageToVideoPipeline"):
+        with gk.guide(NotAPipeline(), window()):
+            pass
+
+
+def test_bad_execution_and_nesting(image):
+    pipe, _ = pipeline("wan2.1")
+    with pytest.raises(gk.InvalidParameterError, match="batched.*sequential.*'fast'"):
+        with gk.guide(pipe, window(), execution="fast"):
+            pass
+    with gk.guide(pipe, window()):
+        with pytest.raises(gk.GuidanceKitError, match="already inside"):
+            with gk.guide(pipe, window()):
+                pass
+
+
+def test_recipe_name_resolves_to_backend_default(image):
+    pipe, kwargs = pipeline("cogvideox")
+    with gk.guide(pipe, "alg") as run:
+        assert run.recipe == gk.recipes.get("alg", backend="cogvideox")
+        assert run.recipe.filter == gk.filters.DownUp(0.25)
+        run_pipe(pipe, kwargs, image, 26)
+    assert run.last.filtered_steps == [0, 1]  # p = i / 25 <= 0.04
+
+
+def test_observer_hooks_see_every_step(image):
+    pipe, kwargs = pipeline("ltx-video")
+    events = []
+
+    class Observer:
+        @gk.hookimpl
+        def on_guide_enter(self, run):
+            events.append("enter")
+
+        @gk.hookimpl
+        def on_step(self, run, record):
+            events.append(record.step)
+
+        @gk.hookimpl
+        def on_guide_exit(self, run, error):
+            events.append(("exit", error))
+
+    observer = Observer()
+    gk.register_plugin(observer, name="test-observer")
+    try:
+        with gk.guide(pipe, window()):
+            run_pipe(pipe, kwargs, image, 3)
+    finally:
+        gk.unregister_plugin(observer)
+    assert events == ["enter", 0, 1, 2, ("exit", None)]
