@@ -42,6 +42,9 @@ class PluginWarning(UserWarning):
 _lock = threading.RLock()
 _pm: pluggy.PluginManager | None = None
 _tables: dict[str, dict[str, Any]] | None = None
+# The tables while they are being built: recipes are registered last and may validate against
+# the filters, schedules and modes registered before them.
+_building: dict[str, dict[str, Any]] | None = None
 _owners: dict[str, dict[str, str]] = {}
 _errors: list[str] = []
 
@@ -105,7 +108,9 @@ def _build_tables() -> dict[str, dict[str, Any]]:
         "backend": pm.hook.register_backends,
         "recipe": pm.hook.register_recipes,
     }
+    global _building
     tables: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+    _building = tables
     _owners.clear()
     for kind, hook in hooks.items():
         owners = _owners.setdefault(kind, {})
@@ -128,14 +133,20 @@ def _build_tables() -> dict[str, dict[str, Any]]:
                     continue
                 tables[kind][key] = item
                 owners[key] = plugin_name
+    _building = None
     return tables
 
 
 def tables() -> dict[str, dict[str, Any]]:
     global _tables
     with _lock:
+        if _building is not None:
+            return _building
         if _tables is None:
-            _tables = _build_tables()
+            try:
+                _tables = _build_tables()
+            finally:
+                globals()["_building"] = None
         return _tables
 
 

@@ -1,0 +1,163 @@
+"""Plugin discovery end to end: entry points, broken and duplicate plugins, the disable switch."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import guidance_kit as gk
+from guidance_kit import registry
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "plugin_package"
+
+PROBE = textwrap.dedent(
+    """
+    import json, warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import guidance_kit as gk
+        listed = gk.list_registered()
+        errors = gk.plugin_errors()
+    print(json.dumps({"listed": listed, "errors": errors, "warnings": [str(w.message) for w in caught
+                      if w.category is gk.registry.PluginWarning]}))
+    """
+)
+
+
+def probe(site: Path | None, **env: str) -> dict:
+    environment = {**os.environ, **env}
+    if site is not None:
+        environment["PYTHONPATH"] = os.pathsep.join([str(site), environment.get("PYTHONPATH", "")])
+    out = subprocess.run([sys.executable, "-c", PROBE], env=environment, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def example_site(tmp_path_factory) -> Path:
+    """The example plugin package, pip-installed into its own directory."""
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(EXAMPLE)],
+        check=True,
+        capture_output=True,
+    )
+    return target
+
+
+def fake_distribution(site: Path, name: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
+    """A minimal installed distribution: a dist-info with entry points, plus its modules."""
+    dist = site / f"{name.replace('-', '_')}-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    lines = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
+    (dist / "entry_points.txt").write_text(f"[guidance_kit]\n{lines}\n")
+    for module, source in modules.items():
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+
+
+def test_builtins_come_through_the_entry_point_group():
+    listed = gk.list_registered()
+    assert listed["filter"] == {"butterworth": "filters", "downup": "filters", "gaussian": "filters"}
+    assert set(listed["backend"]) == {
+        "wan2.1", "wan2.2-a14b", "wan2.2-ti2v", "cogvideox", "hunyuan-video", "ltx-video", "svd"
+    }
+    names = {ep.name for ep in registry.entry_points(group=registry.ENTRY_POINT_GROUP)}
+    assert {"filters", "schedules", "modes", "backends", "recipes"} <= names
+
+
+def test_example_package_is_discovered_through_its_entry_point(example_site):
+    result = probe(example_site)
+    assert result["listed"]["filter"]["box"] == "example"
+    assert result["listed"]["schedule"]["triangle"] == "example"
+    assert result["listed"]["recipe"]["box-window"] == "example"
+    assert result["errors"] == []
+
+
+def test_disable_switch_loads_only_builtins(example_site):
+    result = probe(example_site, GUIDANCE_KIT_DISABLE_PLUGINS="1")
+    assert "box" not in result["listed"]["filter"]
+    assert "downup" in result["listed"]["filter"]
+
+
+def test_broken_plugin_is_named_and_import_still_works(tmp_path):
+    fake_distribution(tmp_path, "broken-gk-plugin", {"broken": "broken_gk_plugin"}, {
+        "broken_gk_plugin": "raise ImportError('missing dependency xyz')",
+    })
+    result = probe(tmp_path)
+    assert "downup" in result["listed"]["filter"]
+    assert any("'broken'" in e and "broken-gk-plugin" in e and "missing dependency xyz" in e for e in result["errors"])
+    assert result["warnings"]
+
+
+def test_duplicate_name_is_refused_and_named(tmp_path):
+    fake_distribution(tmp_path, "dup-gk-plugin", {"dup": "dup_gk_plugin"}, {
+        "dup_gk_plugin": """
+            import guidance_kit as gk
+            from guidance_kit.plugins.filters import Gaussian
+
+            class Impostor(Gaussian):
+                name = "downup"
+
+            @gk.hookimpl
+            def register_filters():
+                return [Impostor]
+        """,
+    })
+    result = probe(tmp_path)
+    assert result["listed"]["filter"]["downup"] == "filters"  # the built-in keeps its name
+    assert any("'dup'" in e and "'downup'" in e and "'filters'" in e for e in result["errors"])
+
+
+def test_check_plugins_raises_on_errors(tmp_path):
+    fake_distribution(tmp_path, "broken2", {"broken2": "broken2_mod"}, {"broken2_mod": "1/0"})
+    code = "import guidance_kit as gk\ntry:\n    gk.check_plugins()\nexcept gk.PluginError as e:\n    print('ERR', e)\n"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert "ERR" in out.stdout and "broken2" in out.stdout and "ZeroDivisionError" in out.stdout
+
+
+def test_register_and_unregister_at_run_time():
+    import attrs
+
+    @attrs.frozen
+    class Half(gk.Schedule):
+        name = "half"
+
+        def at(self, p):
+            return 0.5
+
+    class Plugin:
+        @gk.hookimpl
+        def register_schedules(self):
+            return [Half]
+
+    plugin = Plugin()
+    gk.register_plugin(plugin, name="test-half")
+    try:
+        assert gk.get_schedule("half")(0, 10) == 0.5
+        assert gk.list_registered()["schedule"]["half"] == "test-half"
+    finally:
+        gk.unregister_plugin(plugin)
+    with pytest.raises(gk.UnknownNameError, match="'half'.*step_switch"):
+        gk.get_schedule("half")
+
+
+def test_register_duplicate_at_run_time_raises_and_leaves_registry_unchanged():
+    from guidance_kit.plugins.schedules import Constant
+
+    class Clash:
+        @gk.hookimpl
+        def register_schedules(self):
+            return [Constant]
+
+    before = gk.list_registered()
+    with pytest.raises(gk.PluginError, match="'clash'.*'constant'.*'schedules'"):
+        gk.register_plugin(Clash(), name="clash")
+    assert gk.list_registered() == before
+    assert gk.plugin_errors() == []
