@@ -1,11 +1,11 @@
 """guidance_kit: composable conditioning schedules for image-to-video diffusion.
 
-    import guidance_kit as gk
+import guidance_kit as gk
 
-    recipe = gk.Recipe(filter=gk.filters.DownUp(0.4), schedule=gk.schedules.StepSwitch(0, 0.2))
-    with gk.guide(pipe, recipe) as run:
-        video = pipe(image=image, prompt=prompt).frames[0]
-    print(run.trace)
+recipe = gk.Recipe(filter=gk.filters.DownUp(0.4), schedule=gk.schedules.StepSwitch(0, 0.2))
+with gk.guide(pipe, recipe) as run:
+    video = pipe(image=image, prompt=prompt).frames[0]
+print(run.trace)
 """
 
 from guidance_kit import filters, recipes, schedules

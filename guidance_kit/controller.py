@@ -93,7 +93,13 @@ class Run:
     """Handle returned by :func:`guide`; ``run.trace`` is the latest pipeline call's trace."""
 
     def __init__(self, pipe: Any, recipe: Recipe, backend: Backend, mode: GuidanceMode, execution: str):
-        self.pipe, self.recipe, self.backend, self.mode, self.execution = pipe, recipe, backend, mode, execution
+        self.pipe, self.recipe, self.backend, self.mode, self.execution = (
+            pipe,
+            recipe,
+            backend,
+            mode,
+            execution,
+        )
         self.calls: list[CallTrace] = []
 
     @property
@@ -147,7 +153,9 @@ def resolve_recipe(recipe: Recipe | str | Mapping[str, Any], backend: Backend) -
         return recipes.get(recipe, backend=backend.name)
     if isinstance(recipe, Mapping):
         return Recipe.from_dict(recipe)
-    raise InvalidParameterError(f"recipe must be a Recipe, a registered recipe name or a mapping, got {recipe!r}")
+    raise InvalidParameterError(
+        f"recipe must be a Recipe, a registered recipe name or a mapping, got {recipe!r}"
+    )
 
 
 @contextmanager
@@ -171,7 +179,9 @@ def guide(
     recipe = resolve_recipe(recipe, chosen)
     mode = registry.lookup("mode", recipe.mode)
     if pipe in _guided:
-        raise GuidanceKitError(f"{type(pipe).__name__} is already inside a guide() block; nesting is not supported")
+        raise GuidanceKitError(
+            f"{type(pipe).__name__} is already inside a guide() block; nesting is not supported"
+        )
     run = Run(pipe, recipe, chosen, mode, execution)
     controller = _Controller(run)
     _guided.add(pipe)
@@ -388,7 +398,9 @@ class _Controller:
             rows, enc_rows = condition.shape[0], encoded.shape[0]
             if enc_rows != rows:
                 if rows % enc_rows:
-                    raise GuidanceKitError(f"pixel space: cannot match {enc_rows} encoded rows to {rows} denoiser rows")
+                    raise GuidanceKitError(
+                        f"pixel space: cannot match {enc_rows} encoded rows to {rows} denoiser rows"
+                    )
                 encoded = encoded.repeat(rows // enc_rows, *([1] * (encoded.ndim - 1)))
             return encoded.expand_as(condition) if encoded.shape[2] == 1 else encoded
         cached = self._latent_cache.get(strength)
@@ -400,7 +412,9 @@ class _Controller:
         self._latent_cache[strength] = (condition, filtered)
         return filtered
 
-    def _wrap_denoiser(self, name: str, module: torch.nn.Module, original: Callable[..., Any]) -> Callable[..., Any]:
+    def _wrap_denoiser(
+        self, name: str, module: torch.nn.Module, original: Callable[..., Any]
+    ) -> Callable[..., Any]:
         # Positional parameter names of the module's forward (without self), to read arguments
         # by name and to call back in the same positional/keyword style the pipeline used.
         params = [
@@ -415,7 +429,9 @@ class _Controller:
             if self._step is None:  # not inside a guided denoising loop
                 return original(*args, **kwargs)
             if len(args) > len(params):
-                raise GuidanceKitError(f"{type(module).__name__}.forward got more positional arguments than it names")
+                raise GuidanceKitError(
+                    f"{type(module).__name__}.forward got more positional arguments than it names"
+                )
             positional = params[: len(args)]
             arguments = {**dict(zip(positional, args)), **kwargs}
 
@@ -489,14 +505,18 @@ class _Controller:
         if self._calls_in_step == 0:
             record.cfg = False
             record.passes += 1
-            out = call(backend.set_condition(self.pipe, arguments, filtered if mode.filter_cond else original))
+            out = call(
+                backend.set_condition(self.pipe, arguments, filtered if mode.filter_cond else original)
+            )
             if mode.original_anchor:
                 self._pending_cond = _sample(out)
             return out
         record.cfg = True
         if not mode.original_anchor:
             record.passes += 1
-            return call(backend.set_condition(self.pipe, arguments, filtered if mode.filter_uncond else original))
+            return call(
+                backend.set_condition(self.pipe, arguments, filtered if mode.filter_uncond else original)
+            )
         if self._pending_cond is None:
             raise GuidanceKitError(
                 f"backend {backend.name!r}: a second denoiser call in step {record.step} without a first one"
@@ -526,7 +546,9 @@ def _rows(arguments: dict[str, Any], names: tuple[str, ...]) -> int:
     raise GuidanceKitError(f"none of the batched arguments {list(names)} is a tensor in this denoiser call")
 
 
-def _take_rows(arguments: dict[str, Any], names: tuple[str, ...], rows: int, parts: list[slice]) -> dict[str, Any]:
+def _take_rows(
+    arguments: dict[str, Any], names: tuple[str, ...], rows: int, parts: list[slice]
+) -> dict[str, Any]:
     out = dict(arguments)
     for name in names:
         value = arguments.get(name)

@@ -18,7 +18,9 @@ class UnknownNameError(GuidanceKitError, KeyError):
 
     def __init__(self, kind: str, name: object, choices: Iterable[str]):
         self.kind, self.name, self.choices = kind, name, sorted(choices)
-        super().__init__(f"unknown {kind} {name!r}; registered {kind}s: {', '.join(self.choices) or '(none)'}")
+        super().__init__(
+            f"unknown {kind} {name!r}; registered {kind}s: {', '.join(self.choices) or '(none)'}"
+        )
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return self.args[0]

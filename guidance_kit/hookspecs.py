@@ -70,4 +70,3 @@ def on_step(run: Run, record: StepRecord) -> None:
 @hookspec
 def on_guide_exit(run: Run, error: BaseException | None) -> None:
     """Called after the pipeline has been restored, with the exception that ended the run, if any."""
-

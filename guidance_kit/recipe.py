@@ -10,13 +10,13 @@ A recipe round-trips through plain dicts, TOML and YAML::
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 import tomli_w
+import tomllib
 import yaml
 
 from guidance_kit import registry
@@ -45,7 +45,9 @@ def _build(kind: str, name: str, params: Mapping[str, Any]) -> Any:
     valid = [a.name for a in attrs.fields(cls)]
     unknown = sorted(set(params) - set(valid))
     if unknown:
-        raise InvalidParameterError(f"{kind} {name!r} has no parameter(s) {unknown}; valid parameters: {valid}")
+        raise InvalidParameterError(
+            f"{kind} {name!r} has no parameter(s) {unknown}; valid parameters: {valid}"
+        )
     try:
         return cls(**params)
     except TypeError as exc:  # a missing required parameter
@@ -57,7 +59,9 @@ def _component(kind: str, base: type) -> Any:
         if isinstance(value, Mapping):
             params = dict(value)
             if "name" not in params:
-                raise InvalidParameterError(f"a {kind} given as a mapping needs a 'name' key, got {dict(value)!r}")
+                raise InvalidParameterError(
+                    f"a {kind} given as a mapping needs a 'name' key, got {dict(value)!r}"
+                )
             return _build(kind, params.pop("name"), params)
         if isinstance(value, str):
             return _build(kind, value, {})
@@ -149,7 +153,9 @@ class Recipe:
                 return cls.from_yaml(text)
         except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
             raise InvalidParameterError(f"cannot parse recipe file {path}: {exc}") from None
-        raise InvalidParameterError(f"recipe file {path} must end in .toml, .yaml, .yml or .json, got {suffix!r}")
+        raise InvalidParameterError(
+            f"recipe file {path} must end in .toml, .yaml, .yml or .json, got {suffix!r}"
+        )
 
     def replace(self, **changes: Any) -> Recipe:
         return attrs.evolve(self, **changes)

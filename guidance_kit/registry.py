@@ -72,7 +72,9 @@ def _new_manager() -> pluggy.PluginManager:
         except Exception as exc:  # a broken plugin must not break `import guidance_kit`
             if builtin:
                 raise
-            _fail(f"plugin {ep.name!r} from {dist or '?'} ({ep.value}) failed to load: {type(exc).__name__}: {exc}")
+            _fail(
+                f"plugin {ep.name!r} from {dist or '?'} ({ep.value}) failed to load: {type(exc).__name__}: {exc}"
+            )
     if not found_builtin:
         # Running from a source tree that was never installed: the entry points are not visible.
         for name, module in BUILTIN_PLUGINS.items():

@@ -59,15 +59,23 @@ def _tiny_clip_vision(
         intermediate_size=intermediate_size,
         patch_size=patch_size,
     )
-    return CLIPVisionModelWithProjection(config), Processor(crop_size={"height": 32, "width": 32}, size={"shortest_edge": 32})
+    return CLIPVisionModelWithProjection(config), Processor(
+        crop_size={"height": 32, "width": 32}, size={"shortest_edge": 32}
+    )
 
 
 def _wan(kind: str) -> tuple[Any, dict[str, Any]]:
-    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline
-    from diffusers import WanTransformer3DModel
+    from diffusers import (
+        AutoencoderKLWan,
+        FlowMatchEulerDiscreteScheduler,
+        WanImageToVideoPipeline,
+        WanTransformer3DModel,
+    )
 
     torch.manual_seed(0)
-    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True])
+    vae = AutoencoderKLWan(
+        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+    )
 
     def transformer(seed: int) -> Any:
         torch.manual_seed(seed)
@@ -89,7 +97,9 @@ def _wan(kind: str) -> tuple[Any, dict[str, Any]]:
 
     image_encoder = image_processor = None
     if kind == "wan2.1":  # Wan 2.1 also feeds a CLIP image embedding
-        image_encoder, image_processor = _tiny_clip_vision(hidden_size=4, projection_dim=4, intermediate_size=16)
+        image_encoder, image_processor = _tiny_clip_vision(
+            hidden_size=4, projection_dim=4, intermediate_size=16
+        )
     pipe = WanImageToVideoPipeline(
         tokenizer=None,
         text_encoder=None,
@@ -116,8 +126,12 @@ def _wan(kind: str) -> tuple[Any, dict[str, Any]]:
 
 
 def _cogvideox() -> tuple[Any, dict[str, Any]]:
-    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXImageToVideoPipeline
-    from diffusers import CogVideoXTransformer3DModel
+    from diffusers import (
+        AutoencoderKLCogVideoX,
+        CogVideoXDDIMScheduler,
+        CogVideoXImageToVideoPipeline,
+        CogVideoXTransformer3DModel,
+    )
 
     torch.manual_seed(0)
     transformer = CogVideoXTransformer3DModel(
@@ -151,7 +165,11 @@ def _cogvideox() -> tuple[Any, dict[str, Any]]:
         temporal_compression_ratio=4,
     )
     pipe = CogVideoXImageToVideoPipeline(
-        tokenizer=None, text_encoder=None, vae=vae, transformer=transformer, scheduler=CogVideoXDDIMScheduler()
+        tokenizer=None,
+        text_encoder=None,
+        vae=vae,
+        transformer=transformer,
+        scheduler=CogVideoXDDIMScheduler(),
     )
     kwargs = {
         "prompt_embeds": _embeds(1, 1, 16, 32),
@@ -166,8 +184,12 @@ def _cogvideox() -> tuple[Any, dict[str, Any]]:
 
 
 def _ltx() -> tuple[Any, dict[str, Any]]:
-    from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXImageToVideoPipeline
-    from diffusers import LTXVideoTransformer3DModel
+    from diffusers import (
+        AutoencoderKLLTXVideo,
+        FlowMatchEulerDiscreteScheduler,
+        LTXImageToVideoPipeline,
+        LTXVideoTransformer3DModel,
+    )
 
     torch.manual_seed(0)
     transformer = LTXVideoTransformer3DModel(
@@ -204,7 +226,11 @@ def _ltx() -> tuple[Any, dict[str, Any]]:
     vae.use_framewise_encoding = False
     vae.use_framewise_decoding = False
     pipe = LTXImageToVideoPipeline(
-        tokenizer=None, text_encoder=None, vae=vae, transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler()
+        tokenizer=None,
+        text_encoder=None,
+        vae=vae,
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(),
     )
     kwargs = {
         "prompt_embeds": _embeds(1, 1, 16, 32),
@@ -220,8 +246,12 @@ def _ltx() -> tuple[Any, dict[str, Any]]:
 
 
 def _hunyuan() -> tuple[Any, dict[str, Any]]:
-    from diffusers import AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler
-    from diffusers import HunyuanVideoImageToVideoPipeline, HunyuanVideoTransformer3DModel
+    from diffusers import (
+        AutoencoderKLHunyuanVideo,
+        FlowMatchEulerDiscreteScheduler,
+        HunyuanVideoImageToVideoPipeline,
+        HunyuanVideoTransformer3DModel,
+    )
 
     torch.manual_seed(0)
     transformer = HunyuanVideoTransformer3DModel(
@@ -279,8 +309,13 @@ def _hunyuan() -> tuple[Any, dict[str, Any]]:
 
 
 def _svd() -> tuple[Any, dict[str, Any]]:
-    from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, StableVideoDiffusionPipeline
-    from diffusers import UNetSpatioTemporalConditionModel
+    from diffusers import (
+        AutoencoderKLTemporalDecoder,
+        EulerDiscreteScheduler,
+        StableVideoDiffusionPipeline,
+        UNetSpatioTemporalConditionModel,
+    )
+
     torch.manual_seed(0)
     unet = UNetSpatioTemporalConditionModel(
         block_out_channels=(32, 64),
@@ -321,9 +356,19 @@ def _svd() -> tuple[Any, dict[str, Any]]:
     # SVD resizes the image to 224 px for CLIP itself.
     image_encoder, feature_extractor = _tiny_clip_vision(32, 32, 37, image_size=224, patch_size=14)
     pipe = StableVideoDiffusionPipeline(
-        vae=vae, image_encoder=image_encoder, unet=unet, scheduler=scheduler, feature_extractor=feature_extractor
+        vae=vae,
+        image_encoder=image_encoder,
+        unet=unet,
+        scheduler=scheduler,
+        feature_extractor=feature_extractor,
     )
-    kwargs = {"height": 32, "width": 32, "num_frames": 3, "min_guidance_scale": 1.0, "max_guidance_scale": 2.5}
+    kwargs = {
+        "height": 32,
+        "width": 32,
+        "num_frames": 3,
+        "min_guidance_scale": 1.0,
+        "max_guidance_scale": 2.5,
+    }
     return pipe, kwargs
 
 
@@ -346,4 +391,7 @@ def tiny_pipeline(family: str = "wan2.1", dtype: torch.dtype = torch.float32) ->
     pipe, kwargs = _BUILDERS[family]()
     pipe.to(dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
-    return pipe, {k: v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v for k, v in kwargs.items()}
+    return pipe, {
+        k: v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+        for k, v in kwargs.items()
+    }

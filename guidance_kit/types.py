@@ -29,9 +29,13 @@ class Filter:
         if strength == 0.0:
             return x
         if not torch.is_floating_point(x):
-            raise InvalidParameterError(f"{self.name} filter needs a floating-point tensor, got dtype {x.dtype}")
+            raise InvalidParameterError(
+                f"{self.name} filter needs a floating-point tensor, got dtype {x.dtype}"
+            )
         if x.ndim < 2:
-            raise InvalidParameterError(f"{self.name} filter needs a [..., H, W] tensor, got shape {tuple(x.shape)}")
+            raise InvalidParameterError(
+                f"{self.name} filter needs a [..., H, W] tensor, got shape {tuple(x.shape)}"
+            )
         return self.apply(x, strength)
 
     def apply(self, x: torch.Tensor, strength: float) -> torch.Tensor:

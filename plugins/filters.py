@@ -58,7 +58,14 @@ class DownUp(Filter):
 
     @factor.validator
     def _check(self, _: Any, value: float) -> None:
-        _in_range("DownUp factor", value, 0.0, 1.0, True, "the resize factor; 1/factor is the paper's 'filter strength'")
+        _in_range(
+            "DownUp factor",
+            value,
+            0.0,
+            1.0,
+            True,
+            "the resize factor; 1/factor is the paper's 'filter strength'",
+        )
 
     def factor_at(self, strength: float) -> float:
         return 1.0 - (1.0 - self.factor) * strength
@@ -81,7 +88,9 @@ class DownUp(Filter):
         return out
 
 
-def gaussian_kernel1d(kernel_size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def gaussian_kernel1d(
+    kernel_size: int, sigma: float, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
     """torchvision's gaussian_blur kernel: sampled at integer offsets, normalised to sum 1."""
     half = (kernel_size - 1) * 0.5
     x = torch.linspace(-half, half, steps=kernel_size, dtype=dtype, device=device)
@@ -98,7 +107,9 @@ class Gaussian(Filter):
 
     The authors' default fraction 0.02734375 gives k = 1 (a silent no-op) whenever H * fraction
     < 2, i.e. below about 73 px: every latent. Use an explicit int kernel in latent space; a
-    warning is raised when the kernel degenerates to 1x1.
+    warning is raised when the kernel degenerates to 1x1. A kernel shorter than 6 sigma + 1
+    truncates the Gaussian; as sigma grows it tends to a box filter whose response rebounds near
+    Nyquist, so attenuation is monotone in strength only for k >= 2 * ceil(3 * sigma) + 1.
     """
 
     name: ClassVar[str] = "gaussian"
@@ -113,7 +124,9 @@ class Gaussian(Filter):
     @kernel_size.validator
     def _check_kernel(self, _: Any, value: int | float) -> None:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InvalidParameterError(f"Gaussian kernel_size must be an odd int or a float in (0, 1], got {value!r}")
+            raise InvalidParameterError(
+                f"Gaussian kernel_size must be an odd int or a float in (0, 1], got {value!r}"
+            )
         if isinstance(value, int) and (value < 1 or value % 2 == 0):
             raise InvalidParameterError(f"Gaussian kernel_size as an int must be odd and >= 1, got {value!r}")
         if isinstance(value, float):
@@ -160,7 +173,13 @@ class Gaussian(Filter):
 
 
 def butterworth_response(
-    height: int, width: int, cutoff: float, order: int, strength: float, dtype: torch.dtype, device: torch.device
+    height: int,
+    width: int,
+    cutoff: float,
+    order: int,
+    strength: float,
+    dtype: torch.dtype,
+    device: torch.device,
 ) -> torch.Tensor:
     """H_s(r) = 1 / (1 + (s * r / r_c)^(2n)) on the rfft2 grid, r = sqrt(fy^2 + fx^2) in cycles/sample."""
     fy = torch.fft.fftfreq(height, dtype=dtype, device=device)
@@ -205,7 +224,11 @@ class Butterworth(Filter):
         return _back(y, x, dtype)
 
     def effective(self, strength: float, height: int | None = None) -> dict[str, Any]:
-        return {"strength": strength, "cutoff": self.cutoff / strength if strength else math.inf, "order": self.order}
+        return {
+            "strength": strength,
+            "cutoff": self.cutoff / strength if strength else math.inf,
+            "order": self.order,
+        }
 
 
 @hookimpl

@@ -24,7 +24,10 @@ GENERIC = alg(1 / 2.5, 0.1)
 DEFAULTS = {
     "wan2.1": (alg(0.4, 0.2), "released default (Wan 2.1 I2V 14B, w=5); paper: (0.2, 2.5)"),
     "wan2.2-a14b": (alg(1 / 2.5, 0.1), "paper (CVPR) setting for Wan 2.2: window 0.1, 1/factor 2.5"),
-    "wan2.2-ti2v": (alg(1 / 2.5, 0.1), "paper's Wan 2.2 setting (the paper reports A14B; TI2V-5B assumed alike)"),
+    "wan2.2-ti2v": (
+        alg(1 / 2.5, 0.1),
+        "paper's Wan 2.2 setting (the paper reports A14B; TI2V-5B assumed alike)",
+    ),
     "cogvideox": (alg(0.25, 0.04), "released default (CogVideoX-5B-I2V, w=6)"),
     "hunyuan-video": (alg(0.625, 0.04), "released default (HunyuanVideo-I2V, embedded guidance: one pass)"),
     "ltx-video": (alg(1 / 4.0, 0.1), "paper (CVPR) setting for LTX-Video: window 0.1, 1/factor 4.0"),
@@ -32,8 +35,14 @@ DEFAULTS = {
 }
 
 ABLATIONS = [
-    RecipeEntry("alg-window-6pct", alg(0.4, 0.06), description="window ablation: first 6% of steps (+32% in the paper)"),
-    RecipeEntry("alg-strength-1.6", alg(1 / 1.6, 0.2), description="filter-strength ablation: 1/factor 1.6 (+29%)"),
+    RecipeEntry(
+        "alg-window-6pct",
+        alg(0.4, 0.06),
+        description="window ablation: first 6% of steps (+32% in the paper)",
+    ),
+    RecipeEntry(
+        "alg-strength-1.6", alg(1 / 1.6, 0.2), description="filter-strength ablation: 1/factor 1.6 (+29%)"
+    ),
     RecipeEntry(
         "alg-gaussian",
         Recipe(filter=Gaussian(sigma=1.0, kernel_size=5), schedule=StepSwitch(0.0, 0.2), mode="alg"),
@@ -55,5 +64,8 @@ ABLATIONS = [
 @hookimpl
 def register_recipes() -> list[RecipeEntry]:
     entries = [RecipeEntry("alg", GENERIC, description="generic paper default: window 0.1, 1/factor 2.5")]
-    entries += [RecipeEntry("alg", recipe, backend=name, description=text) for name, (recipe, text) in DEFAULTS.items()]
+    entries += [
+        RecipeEntry("alg", recipe, backend=name, description=text)
+        for name, (recipe, text) in DEFAULTS.items()
+    ]
     return entries + ABLATIONS

@@ -44,7 +44,9 @@ class StepSwitch(Schedule):
 
     def __attrs_post_init__(self) -> None:
         if self.start > self.end:
-            raise InvalidParameterError(f"StepSwitch start must be <= end, got start={self.start}, end={self.end}")
+            raise InvalidParameterError(
+                f"StepSwitch start must be <= end, got start={self.start}, end={self.end}"
+            )
 
     def at(self, p: float) -> float:
         return 1.0 if self.start <= p <= self.end else 0.0

@@ -27,6 +27,10 @@ def image():
 def run_pipe(pipe, kwargs, image, steps=6, seed=0, **extra):
     call = {**kwargs, **extra}
     out = pipe(
-        image=image, num_inference_steps=steps, generator=torch.Generator().manual_seed(seed), output_type="latent", **call
+        image=image,
+        num_inference_steps=steps,
+        generator=torch.Generator().manual_seed(seed),
+        output_type="latent",
+        **call,
     )
     return out.frames

@@ -53,7 +53,9 @@ def wan(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
     timesteps = pipe.scheduler.timesteps
     pixels = pipe.video_processor.preprocess(image, height=kw["height"], width=kw["width"]).to(torch.float32)
     z = pipe.vae.config.z_dim
-    out = pipe.prepare_latents(pixels, 1, z, kw["height"], kw["width"], kw["num_frames"], torch.float32, "cpu", gen)
+    out = pipe.prepare_latents(
+        pixels, 1, z, kw["height"], kw["width"], kw["num_frames"], torch.float32, "cpu", gen
+    )
     expand = pipe.config.expand_timesteps
     if expand:
         latents, condition, first_frame_mask = out
@@ -81,8 +83,11 @@ def wan(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
         def d(cond, text):  # noqa: ANN001
             hidden, ts = model_input(cond)
             return model(
-                hidden_states=hidden, timestep=ts, encoder_hidden_states=text,
-                encoder_hidden_states_image=image_embeds, return_dict=False,
+                hidden_states=hidden,
+                timestep=ts,
+                encoder_hidden_states=text,
+                encoder_hidden_states_image=image_embeds,
+                return_dict=False,
             )[0]
 
         u0 = d(full, neg)
@@ -106,7 +111,15 @@ def cogvideox(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
     timesteps = pipe.scheduler.timesteps
     pixels = pipe.video_processor.preprocess(image, height=kw["height"], width=kw["width"]).to(dtype=dtype)
     latents, image_latents = pipe.prepare_latents(
-        pixels, 1, pipe.transformer.config.in_channels // 2, kw["num_frames"], kw["height"], kw["width"], dtype, "cpu", gen
+        pixels,
+        1,
+        pipe.transformer.config.in_channels // 2,
+        kw["num_frames"],
+        kw["height"],
+        kw["width"],
+        dtype,
+        "cpu",
+        gen,
     )
     extra = pipe.prepare_extra_step_kwargs(gen, 0.0)
     rotary = pipe._prepare_rotary_positional_embeddings(kw["height"], kw["width"], latents.size(1), "cpu")
@@ -116,8 +129,12 @@ def cogvideox(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
 
         def d(cond, text):  # noqa: ANN001
             return pipe.transformer(
-                hidden_states=torch.cat([x, cond], dim=2), encoder_hidden_states=text, timestep=t.expand(1),
-                ofs=None, image_rotary_emb=rotary, return_dict=False,
+                hidden_states=torch.cat([x, cond], dim=2),
+                encoder_hidden_states=text,
+                timestep=t.expand(1),
+                ofs=None,
+                image_rotary_emb=rotary,
+                return_dict=False,
             )[0].float()  # the pipeline casts each prediction to float32
 
         u0 = d(image_latents, neg)
@@ -147,10 +164,19 @@ def ltx(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
     lh, lw = height // pipe.vae_spatial_compression_ratio, width // pipe.vae_spatial_compression_ratio
     sigmas = np.linspace(1.0, 1 / steps, steps)
     cfg = pipe.scheduler.config
-    mu = calculate_shift(lf * lh * lw, cfg.get("base_image_seq_len", 256), cfg.get("max_image_seq_len", 4096),
-                         cfg.get("base_shift", 0.5), cfg.get("max_shift", 1.15))
+    mu = calculate_shift(
+        lf * lh * lw,
+        cfg.get("base_image_seq_len", 256),
+        cfg.get("max_image_seq_len", 4096),
+        cfg.get("base_shift", 0.5),
+        cfg.get("max_shift", 1.15),
+    )
     timesteps, _ = retrieve_timesteps(pipe.scheduler, steps, "cpu", None, sigmas=sigmas, mu=mu)
-    rope = (pipe.vae_temporal_compression_ratio / 25, pipe.vae_spatial_compression_ratio, pipe.vae_spatial_compression_ratio)
+    rope = (
+        pipe.vae_temporal_compression_ratio / 25,
+        pipe.vae_spatial_compression_ratio,
+        pipe.vae_spatial_compression_ratio,
+    )
     p, pt = pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
 
     def with_first_frame(packed, first):  # noqa: ANN001
@@ -165,8 +191,15 @@ def ltx(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
 
         def d(hidden, text, text_mask):  # noqa: ANN001
             return pipe.transformer(
-                hidden_states=hidden, encoder_hidden_states=text, timestep=timestep, encoder_attention_mask=text_mask,
-                num_frames=lf, height=lh, width=lw, rope_interpolation_scale=rope, return_dict=False,
+                hidden_states=hidden,
+                encoder_hidden_states=text,
+                timestep=timestep,
+                encoder_attention_mask=text_mask,
+                num_frames=lf,
+                height=lh,
+                width=lw,
+                rope_interpolation_scale=rope,
+                return_dict=False,
             )[0].float()
 
         u0 = d(x, neg, neg_mask)
@@ -194,7 +227,11 @@ def hunyuan(pipe, kw, image, steps, factor, end, seed, true_cfg=None):  # noqa: 
     image_latents[:, :, 1:] = 0
     mask = image_latents.new_ones(image_latents.shape[0], 1, *image_latents.shape[2:])
     mask[:, :, 1:] = 0
-    text = (kw["prompt_embeds"].to(dtype), kw["prompt_attention_mask"].to(dtype), kw["pooled_prompt_embeds"].to(dtype))
+    text = (
+        kw["prompt_embeds"].to(dtype),
+        kw["prompt_attention_mask"].to(dtype),
+        kw["pooled_prompt_embeds"].to(dtype),
+    )
     sigmas = np.linspace(1.0, 0.0, steps + 1)[:-1]
     pipe.scheduler.set_timesteps(sigmas=sigmas, device="cpu")
     timesteps = pipe.scheduler.timesteps
@@ -205,8 +242,13 @@ def hunyuan(pipe, kw, image, steps, factor, end, seed, true_cfg=None):  # noqa: 
         def d(cond, embeds):  # noqa: ANN001
             hidden = torch.cat([latents, cond, mask], dim=1).to(dtype)
             return pipe.transformer(
-                hidden_states=hidden, timestep=t.expand(1).to(latents.dtype), encoder_hidden_states=embeds[0],
-                encoder_attention_mask=embeds[1], pooled_projections=embeds[2], guidance=guidance, return_dict=False,
+                hidden_states=hidden,
+                timestep=t.expand(1).to(latents.dtype),
+                encoder_hidden_states=embeds[0],
+                encoder_attention_mask=embeds[1],
+                pooled_projections=embeds[2],
+                guidance=guidance,
+                return_dict=False,
             )[0]
 
         on = window(i, steps, end)
@@ -215,7 +257,11 @@ def hunyuan(pipe, kw, image, steps, factor, end, seed, true_cfg=None):  # noqa: 
         else:
             w, negative = true_cfg
             u0 = d(image_latents, negative)
-            eps = alg_eps(u0, d(filtered, text), d(filtered, negative), w) if on else u0 + w * (d(image_latents, text) - u0)
+            eps = (
+                alg_eps(u0, d(filtered, text), d(filtered, negative), w)
+                if on
+                else u0 + w * (d(image_latents, text) - u0)
+            )
         latents = pipe.scheduler.step(eps, t, latents, return_dict=False)[0]
     return latents[:, :, 1:]  # the pipeline drops the image frame from its latent output
 
@@ -238,16 +284,27 @@ def svd(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
     image_latents = image_latents.unsqueeze(1).repeat(1, frames, 1, 1, 1)
     time_ids = pipe._get_add_time_ids(fps - 1, motion_bucket_id, noise_aug, embeds.dtype, 1, 1, False)
     timesteps, _ = retrieve_timesteps(pipe.scheduler, steps, "cpu", None, None)
-    latents = pipe.prepare_latents(1, frames, pipe.unet.config.in_channels, height, width, embeds.dtype, "cpu", gen)
-    w = torch.linspace(kw["min_guidance_scale"], kw["max_guidance_scale"], frames).unsqueeze(0).to(latents.dtype)
+    latents = pipe.prepare_latents(
+        1, frames, pipe.unet.config.in_channels, height, width, embeds.dtype, "cpu", gen
+    )
+    w = (
+        torch.linspace(kw["min_guidance_scale"], kw["max_guidance_scale"], frames)
+        .unsqueeze(0)
+        .to(latents.dtype)
+    )
     w = _append_dims(w, latents.ndim)
     filtered = downup(image_latents, factor)
     for i, t in enumerate(timesteps):
         x = pipe.scheduler.scale_model_input(latents, t)
 
         def d(cond, clip):  # noqa: ANN001
-            return pipe.unet(torch.cat([x, cond], dim=2), t, encoder_hidden_states=clip, added_time_ids=time_ids,
-                             return_dict=False)[0]
+            return pipe.unet(
+                torch.cat([x, cond], dim=2),
+                t,
+                encoder_hidden_states=clip,
+                added_time_ids=time_ids,
+                return_dict=False,
+            )[0]
 
         # The unconditional branch sees a zero image latent and a zero CLIP embedding, and
         # LP(0) = 0, so U(LP I) = U(I): ALG is eps = U + w * (C(LP I) - U).

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import guidance_kit as gk
+
 import reference
 from conftest import pipeline, run_pipe
 
@@ -24,7 +25,9 @@ LOOPS = {
 
 
 def recipe(space="latent", mode="alg"):
-    return gk.Recipe(filter=gk.filters.DownUp(FACTOR), schedule=gk.schedules.StepSwitch(0.0, END), space=space, mode=mode)
+    return gk.Recipe(
+        filter=gk.filters.DownUp(FACTOR), schedule=gk.schedules.StepSwitch(0.0, END), space=space, mode=mode
+    )
 
 
 def max_rel(a, b):
@@ -47,12 +50,20 @@ def test_alg_matches_reference_loop(family, execution, image):
 def test_hunyuan_true_cfg_alg_matches_reference(image):
     pipe, kwargs = pipeline("hunyuan-video")
     negative = {
-        "negative_prompt_embeds": torch.randn(1, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(9)),
+        "negative_prompt_embeds": torch.randn(
+            1, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(9)
+        ),
         "negative_prompt_attention_mask": torch.ones(1, 16, dtype=torch.float64),
-        "negative_pooled_prompt_embeds": torch.randn(1, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(8)),
+        "negative_pooled_prompt_embeds": torch.randn(
+            1, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(8)
+        ),
     }
     w = 3.0
-    neg = (negative["negative_prompt_embeds"], negative["negative_prompt_attention_mask"], negative["negative_pooled_prompt_embeds"])
+    neg = (
+        negative["negative_prompt_embeds"],
+        negative["negative_prompt_attention_mask"],
+        negative["negative_pooled_prompt_embeds"],
+    )
     expected = reference.hunyuan(pipe, kwargs, image, STEPS, FACTOR, END, 0, true_cfg=(w, neg))
     with gk.guide(pipe, recipe()) as run:
         got = run_pipe(pipe, kwargs, image, STEPS, true_cfg_scale=w, **negative)

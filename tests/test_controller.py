@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import guidance_kit as gk
+
 from conftest import pipeline, run_pipe
 
 STEPS = 6
@@ -13,11 +14,15 @@ ALL = CFG + ONE_PASS + ["svd"]
 
 
 def window(end=0.4, space="latent", mode="alg", factor=0.5):
-    return gk.Recipe(filter=gk.filters.DownUp(factor), schedule=gk.schedules.StepSwitch(0.0, end), space=space, mode=mode)
+    return gk.Recipe(
+        filter=gk.filters.DownUp(factor), schedule=gk.schedules.StepSwitch(0.0, end), space=space, mode=mode
+    )
 
 
 def denoisers(pipe):
-    return [m for m in (getattr(pipe, n, None) for n in ("transformer", "transformer_2", "unet")) if m is not None]
+    return [
+        m for m in (getattr(pipe, n, None) for n in ("transformer", "transformer_2", "unet")) if m is not None
+    ]
 
 
 def snapshot(pipe):
@@ -125,7 +130,9 @@ def test_pixel_space_encodes_once_per_distinct_strength(family, image):
     # The pipeline's own encode, plus one for the single distinct strength 1.0 (3 filtered steps).
     assert run.last.vae_encodes == 2
     assert [r.vae_encodes for r in run.trace] == [1, 0, 0, 0, 0, 0]
-    linear = gk.Recipe(filter=gk.filters.DownUp(0.5), schedule=gk.schedules.Linear(1.0, 0.0, end=0.5), space="pixel")
+    linear = gk.Recipe(
+        filter=gk.filters.DownUp(0.5), schedule=gk.schedules.Linear(1.0, 0.0, end=0.5), space="pixel"
+    )
     with gk.guide(pipe, linear) as run:
         run_pipe(pipe, kwargs, image, STEPS)
     strengths = {r.strength for r in run.trace if r.strength > 0}
@@ -150,7 +157,9 @@ def test_pixel_space_filters_the_image_before_encoding(image):
         del pipe.transformer.forward
     pixels = pipe.video_processor.preprocess(image, height=32, width=32).to(torch.float32)
     filtered = gk.filters.DownUp(0.25)(pixels, 1.0)
-    _, condition = pipe.prepare_latents(filtered, 1, 16, 32, 32, 9, torch.float32, "cpu", torch.Generator().manual_seed(0))
+    _, condition = pipe.prepare_latents(
+        filtered, 1, 16, 32, 32, 9, torch.float32, "cpu", torch.Generator().manual_seed(0)
+    )
     expected = condition[:, -16:].double()
     assert torch.allclose(seen[0], expected, atol=1e-6)  # step 0, conditional branch
     assert not torch.allclose(seen[0], seen[-1], atol=1e-3)  # last step is unfiltered

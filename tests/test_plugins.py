@@ -33,7 +33,9 @@ def probe(site: Path | None, **env: str) -> dict:
     environment = {**os.environ, **env}
     if site is not None:
         environment["PYTHONPATH"] = os.pathsep.join([str(site), environment.get("PYTHONPATH", "")])
-    out = subprocess.run([sys.executable, "-c", PROBE], env=environment, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], env=environment, capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -42,8 +44,18 @@ def example_site(tmp_path_factory) -> Path:
     """The example plugin package, pip-installed into its own directory."""
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(EXAMPLE)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(EXAMPLE),
+        ],
         check=True,
         capture_output=True,
     )
@@ -65,7 +77,13 @@ def test_builtins_come_through_the_entry_point_group():
     listed = gk.list_registered()
     assert listed["filter"] == {"butterworth": "filters", "downup": "filters", "gaussian": "filters"}
     assert set(listed["backend"]) == {
-        "wan2.1", "wan2.2-a14b", "wan2.2-ti2v", "cogvideox", "hunyuan-video", "ltx-video", "svd"
+        "wan2.1",
+        "wan2.2-a14b",
+        "wan2.2-ti2v",
+        "cogvideox",
+        "hunyuan-video",
+        "ltx-video",
+        "svd",
     }
     names = {ep.name for ep in registry.entry_points(group=registry.ENTRY_POINT_GROUP)}
     assert {"filters", "schedules", "modes", "backends", "recipes"} <= names
@@ -86,18 +104,30 @@ def test_disable_switch_loads_only_builtins(example_site):
 
 
 def test_broken_plugin_is_named_and_import_still_works(tmp_path):
-    fake_distribution(tmp_path, "broken-gk-plugin", {"broken": "broken_gk_plugin"}, {
-        "broken_gk_plugin": "raise ImportError('missing dependency xyz')",
-    })
+    fake_distribution(
+        tmp_path,
+        "broken-gk-plugin",
+        {"broken": "broken_gk_plugin"},
+        {
+            "broken_gk_plugin": "raise ImportError('missing dependency xyz')",
+        },
+    )
     result = probe(tmp_path)
     assert "downup" in result["listed"]["filter"]
-    assert any("'broken'" in e and "broken-gk-plugin" in e and "missing dependency xyz" in e for e in result["errors"])
+    assert any(
+        "'broken'" in e and "broken-gk-plugin" in e and "missing dependency xyz" in e
+        for e in result["errors"]
+    )
     assert result["warnings"]
 
 
 def test_duplicate_name_is_refused_and_named(tmp_path):
-    fake_distribution(tmp_path, "dup-gk-plugin", {"dup": "dup_gk_plugin"}, {
-        "dup_gk_plugin": """
+    fake_distribution(
+        tmp_path,
+        "dup-gk-plugin",
+        {"dup": "dup_gk_plugin"},
+        {
+            "dup_gk_plugin": """
             import guidance_kit as gk
             from guidance_kit.plugins.filters import Gaussian
 
@@ -108,7 +138,8 @@ def test_duplicate_name_is_refused_and_named(tmp_path):
             def register_filters():
                 return [Impostor]
         """,
-    })
+        },
+    )
     result = probe(tmp_path)
     assert result["listed"]["filter"]["downup"] == "filters"  # the built-in keeps its name
     assert any("'dup'" in e and "'downup'" in e and "'filters'" in e for e in result["errors"])
@@ -118,7 +149,9 @@ def test_check_plugins_raises_on_errors(tmp_path):
     fake_distribution(tmp_path, "broken2", {"broken2": "broken2_mod"}, {"broken2_mod": "1/0"})
     code = "import guidance_kit as gk\ntry:\n    gk.check_plugins()\nexcept gk.PluginError as e:\n    print('ERR', e)\n"
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code], env=env, capture_output=True, text=True, check=True
+    )
     assert "ERR" in out.stdout and "broken2" in out.stdout and "ZeroDivisionError" in out.stdout
 
 

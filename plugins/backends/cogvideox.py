@@ -32,7 +32,10 @@ class CogVideoXBackend(Backend):
     def set_condition(self, pipe: Any, args: Arguments, condition: torch.Tensor) -> Arguments:
         hidden = args["hidden_states"]
         z = self._z(pipe)
-        return {**args, "hidden_states": replace_channels(hidden, 2, z, hidden.shape[2], condition.transpose(1, 2))}
+        return {
+            **args,
+            "hidden_states": replace_channels(hidden, 2, z, hidden.shape[2], condition.transpose(1, 2)),
+        }
 
     def pixel_condition(self, pipe: Any, output: Any, args: Arguments) -> torch.Tensor:
         return output[1].transpose(1, 2)  # prepare_latents returns (latents, image_latents [B, F, C, H, W])

@@ -20,7 +20,12 @@ class LTXVideoBackend(Backend):
     @staticmethod
     def _unpack(pipe: Any, packed: torch.Tensor, frames: int, height: int, width: int) -> torch.Tensor:
         return pipe._unpack_latents(
-            packed, frames, height, width, pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
+            packed,
+            frames,
+            height,
+            width,
+            pipe.transformer_spatial_patch_size,
+            pipe.transformer_temporal_patch_size,
         )
 
     def _video(self, pipe: Any, args: Arguments) -> torch.Tensor:
@@ -31,7 +36,9 @@ class LTXVideoBackend(Backend):
 
     def set_condition(self, pipe: Any, args: Arguments, condition: torch.Tensor) -> Arguments:
         video = replace_channels(self._video(pipe, args), 2, 0, 1, condition)
-        packed = pipe._pack_latents(video, pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size)
+        packed = pipe._pack_latents(
+            video, pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
+        )
         return {**args, "hidden_states": packed}
 
     def pixel_condition(self, pipe: Any, output: Any, args: Arguments) -> torch.Tensor:

@@ -32,7 +32,10 @@ class StableVideoDiffusionBackend(Backend):
 
     def set_condition(self, pipe: Any, args: Arguments, condition: torch.Tensor) -> Arguments:
         sample = args["sample"]
-        return {**args, "sample": replace_channels(sample, 2, self._c(pipe), sample.shape[2], condition.transpose(1, 2))}
+        return {
+            **args,
+            "sample": replace_channels(sample, 2, self._c(pipe), sample.shape[2], condition.transpose(1, 2)),
+        }
 
     def pixel_condition(self, pipe: Any, output: Any, args: Arguments) -> torch.Tensor:
         return output.unsqueeze(2)  # [rows (zeros first with CFG), C, 1, H, W]; repeated over frames

@@ -39,7 +39,10 @@ class _WanChannelConcat(_WanBase):
     def set_condition(self, pipe: Any, args: Arguments, condition: torch.Tensor) -> Arguments:
         hidden = args["hidden_states"]
         channels = hidden.shape[1]
-        return {**args, "hidden_states": replace_channels(hidden, 1, channels - self._z(pipe), channels, condition)}
+        return {
+            **args,
+            "hidden_states": replace_channels(hidden, 1, channels - self._z(pipe), channels, condition),
+        }
 
     def pixel_condition(self, pipe: Any, output: Any, args: Arguments) -> torch.Tensor:
         # prepare_latents returns (latents, concat([mask, image latents]))

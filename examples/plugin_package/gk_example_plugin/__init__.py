@@ -46,7 +46,9 @@ class Triangle(gk.Schedule):
 
     def __attrs_post_init__(self) -> None:
         if not 0.0 < self.peak < self.end <= 1.0:
-            raise gk.InvalidParameterError(f"Triangle needs 0 < peak < end <= 1, got peak={self.peak}, end={self.end}")
+            raise gk.InvalidParameterError(
+                f"Triangle needs 0 < peak < end <= 1, got peak={self.peak}, end={self.end}"
+            )
 
     def at(self, p: float) -> float:
         if p <= self.peak:
