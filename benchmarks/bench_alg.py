@@ -1,0 +1,199 @@
+"""Cost of guidance: wall time and peak memory of ALG and of an attached-but-inactive guide,
+relative to the plain pipeline, measured side by side (interleaved repeats) in one run.
+
+    python benchmarks/bench_alg.py                      # tiny Wan 2.1 and CogVideoX, batched extra pass
+    python benchmarks/bench_alg.py --execution sequential --size 64 --repeats 7
+
+The expected ALG ratio is the pass-count ratio (2N + filtered) / 2N: the denoiser passes are the
+real cost. On tiny pipelines the fixed cost (VAE encode, scheduler, Python) is a large share, so
+the script also reports the time spent inside the denoiser alone ("ALG/base denoiser"), which is
+what the pass-count ratio predicts, and the denoiser's share of the baseline's wall time.
+``--size`` scales the resolution so the denoiser weighs more, as it does in real models. Peak memory is CUDA's allocator peak on a GPU, else the peak resident set size
+sampled during the call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+from collections.abc import Callable
+
+import torch
+
+import guidance_kit as gk
+from guidance_kit.tiny import tiny_image, tiny_pipeline
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+class PeakMemory:
+    """Peak memory during a block: CUDA allocator peak, or sampled RSS on the CPU."""
+
+    def __init__(self, device: str):
+        self.device, self.peak = device, 0
+
+    def __enter__(self) -> PeakMemory:
+        if self.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            self._base = torch.cuda.memory_allocated()
+        else:
+            self._base, self._stop = _rss_bytes(), threading.Event()
+            self.peak = self._base
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_bytes())
+            time.sleep(0.0005)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated()
+        else:
+            self._stop.set()
+            self._thread.join()
+        self.delta = self.peak - self._base
+
+
+def bench(family: str, steps: int, end: float, size: int, repeats: int, execution: str, device: str) -> dict:
+    pipe, kwargs = tiny_pipeline(family, torch.float32)
+    pipe.to(device)
+    kwargs.update(height=size, width=size)
+    image = tiny_image(size)
+    if family == "cogvideox":  # learned positional embeddings are sized to the latent grid
+        _resize_cogvideox(pipe, size)
+
+    def call() -> None:
+        pipe(
+            image=image,
+            num_inference_steps=steps,
+            generator=torch.Generator().manual_seed(0),
+            output_type="latent",
+            **kwargs,
+        )
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    # Time spent inside the denoiser's own forward (under guide()'s wrapper), to compare the
+    # denoiser cost with the pass count separately from the fixed cost (VAE encode, scheduler).
+    denoiser_time = [0.0]
+    modules = list(gk.find_backend(pipe).denoisers(pipe).values())
+    for module in modules:
+        module.forward = _timed(module.forward, denoiser_time, device)
+
+    alg = gk.Recipe(filter=gk.filters.DownUp(0.4), schedule=gk.schedules.StepSwitch(0.0, end))
+    inactive = gk.Recipe(filter=gk.filters.DownUp(0.4), schedule=gk.schedules.Constant(0.0))
+    variants: dict[str, Callable[[], None]] = {
+        "baseline": call,
+        "inactive": lambda: _guided(pipe, inactive, execution, call),
+        "alg": lambda: _guided(pipe, alg, execution, call),
+    }
+    for run in variants.values():  # warm-up
+        run()
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    inner: dict[str, list[float]] = {name: [] for name in variants}
+    peaks: dict[str, int] = {name: 0 for name in variants}
+    for _ in range(repeats):  # interleaved, so drift hits every variant alike
+        for name, run in variants.items():
+            with PeakMemory(device) as memory:
+                denoiser_time[0] = 0.0
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
+                inner[name].append(denoiser_time[0])
+            peaks[name] = max(peaks[name], memory.delta)
+    with gk.guide(pipe, alg, execution=execution) as traced:
+        call()
+    for module in modules:
+        del module.forward
+    filtered = len(traced.last.filtered_steps)
+    median = {name: statistics.median(t) for name, t in times.items()}
+    median_inner = {name: statistics.median(t) for name, t in inner.items()}
+    return {
+        "family": family,
+        "steps": steps,
+        "filtered": filtered,
+        "passes": traced.last.passes,
+        "expected_ratio": (2 * steps + filtered) / (2 * steps),
+        "alg_ratio": median["alg"] / median["baseline"],
+        "alg_denoiser_ratio": median_inner["alg"] / median_inner["baseline"],
+        "denoiser_share": median_inner["baseline"] / median["baseline"],
+        "inactive_ratio": median["inactive"] / median["baseline"],
+        "baseline_s": median["baseline"],
+        "peak_mb": {name: peak / 2**20 for name, peak in peaks.items()},
+    }
+
+
+def _timed(forward, total: list[float], device: str):  # noqa: ANN001
+    def timed(*args, **kwargs):  # noqa: ANN002, ANN003
+        start = time.perf_counter()
+        out = forward(*args, **kwargs)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        total[0] += time.perf_counter() - start
+        return out
+
+    return timed
+
+
+def _guided(pipe, recipe, execution, call) -> None:  # noqa: ANN001
+    with gk.guide(pipe, recipe, execution=execution):
+        call()
+
+
+def _resize_cogvideox(pipe, size: int) -> None:  # noqa: ANN001
+    from diffusers import CogVideoXTransformer3DModel
+
+    latent = size // pipe.vae_scale_factor_spatial
+    config = dict(pipe.transformer.config)
+    torch.manual_seed(0)
+    transformer = CogVideoXTransformer3DModel.from_config(
+        {**config, "sample_height": latent, "sample_width": latent}
+    )
+    pipe.register_modules(transformer=transformer.to(pipe.device, pipe.transformer.dtype))
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--families", nargs="+", default=["wan2.1", "cogvideox"])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--end", type=float, default=0.5, help="ALG window end (progress)")
+    parser.add_argument("--size", type=int, default=64, help="image height and width in pixels")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--execution", choices=gk.controller.EXECUTIONS, default="batched")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    results = []
+    print(
+        f"device={args.device} execution={args.execution} steps={args.steps} size={args.size} repeats={args.repeats}"
+    )
+    header = (
+        f"{'family':<10} {'passes':>6} {'pass ratio':>10} {'ALG/base':>8} {'ALG/base denoiser':>17} "
+        f"{'denoiser share':>14} {'inactive/base':>13} {'base s':>7}  peak MB (base/inactive/alg)"
+    )
+    print(header)
+    for family in args.families:
+        r = bench(family, args.steps, args.end, args.size, args.repeats, args.execution, args.device)
+        peaks = "/".join(f"{r['peak_mb'][k]:.1f}" for k in ("baseline", "inactive", "alg"))
+        print(
+            f"{family:<10} {r['passes']:>6} {r['expected_ratio']:>10.3f} {r['alg_ratio']:>8.3f} "
+            f"{r['alg_denoiser_ratio']:>17.3f} {r['denoiser_share']:>14.2f} {r['inactive_ratio']:>13.3f} "
+            f"{r['baseline_s']:>7.3f}  {peaks}"
+        )
+        results.append(r)
+    return results
+
+
+if __name__ == "__main__":
+    main()
