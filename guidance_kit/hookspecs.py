@@ -58,6 +58,12 @@ def register_recipes() -> list[RecipeEntry]:
 
 
 @hookspec
+def register_flow_estimators() -> list[type]:
+    """Return optical-flow estimator classes for the motion metrics. Each has a ``name``; an
+    instance maps two RGB frames ``[H, W, 3]`` in [0, 1] to a ``[H, W, 2]`` flow in pixels."""
+
+
+@hookspec
 def on_guide_enter(run: Run) -> None:
     """Called when :func:`guidance_kit.guide` attaches to a pipeline."""
 

@@ -31,8 +31,9 @@ BUILTIN_PLUGINS = {
     "modes": "guidance_kit.plugins.modes",
     "backends": "guidance_kit.plugins.backends",
     "recipes": "guidance_kit.plugins.recipes",
+    "flow": "guidance_kit.plugins.flow",
 }
-KINDS = ("filter", "schedule", "mode", "backend", "recipe")
+KINDS = ("filter", "schedule", "mode", "backend", "flow", "recipe")
 
 
 class PluginWarning(UserWarning):
@@ -108,6 +109,7 @@ def _build_tables() -> dict[str, dict[str, Any]]:
         "schedule": pm.hook.register_schedules,
         "mode": pm.hook.register_modes,
         "backend": pm.hook.register_backends,
+        "flow": pm.hook.register_flow_estimators,
         "recipe": pm.hook.register_recipes,
     }
     global _building
