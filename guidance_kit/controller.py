@@ -55,6 +55,7 @@ class StepRecord:
     vae_encodes: int = 0
     denoiser: str = ""
     cfg: bool | None = None
+    filtered: bool = False  # strength > 0 and the filter is not the identity there
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -77,7 +78,7 @@ class CallTrace:
 
     @property
     def filtered_steps(self) -> list[int]:
-        return [r.step for r in self.steps if r.strength > 0]
+        return [r.step for r in self.steps if r.filtered]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -451,11 +452,12 @@ class _Controller:
             rows = _rows(arguments, backend.batched_args)
             per_branch = rows // 2 if cfg else rows
             strength = record.strength
-            if strength == 0.0:
+            if self.recipe.filter.is_identity(strength):
                 record.calls += 1
                 record.passes += rows // per_branch
                 self._calls_in_step += 1
                 return original(*args, **kwargs)
+            record.filtered = True
             original_condition = backend.get_condition(self.pipe, arguments)
             if record.calls == 0:
                 record.filter = self.recipe.filter.effective(strength, original_condition.shape[-2])

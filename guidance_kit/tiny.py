@@ -388,8 +388,15 @@ def tiny_pipeline(family: str = "wan2.1", dtype: torch.dtype = torch.float32) ->
     steps and generator) that make a valid call."""
     if family not in _BUILDERS:
         raise ValueError(f"unknown tiny pipeline family {family!r}; choose from {list(FAMILIES)}")
+    from diffusers.utils import logging
+
     pipe, kwargs = _BUILDERS[family]()
-    pipe.to(dtype=dtype)
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()  # casting random weights warns about modules "kept in float32"
+    try:
+        pipe.to(dtype=dtype)
+    finally:
+        logging.set_verbosity(verbosity)
     pipe.set_progress_bar_config(disable=True)
     return pipe, {
         k: v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v

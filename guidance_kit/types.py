@@ -26,7 +26,7 @@ class Filter:
 
     def __call__(self, x: torch.Tensor, strength: float) -> torch.Tensor:
         strength = check_strength(strength)
-        if strength == 0.0:
+        if self.is_identity(strength):
             return x
         if not torch.is_floating_point(x):
             raise InvalidParameterError(
@@ -40,6 +40,11 @@ class Filter:
 
     def apply(self, x: torch.Tensor, strength: float) -> torch.Tensor:
         raise NotImplementedError
+
+    def is_identity(self, strength: float) -> bool:
+        """True where the filter does nothing at ``strength``; guide() then runs the step as the
+        plain pipeline would (no extra pass, bit-identical)."""
+        return strength == 0.0
 
     def effective(self, strength: float, height: int | None = None) -> dict[str, Any]:
         """The filter's parameters at ``strength`` (recorded in the run trace)."""

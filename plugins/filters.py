@@ -70,10 +70,11 @@ class DownUp(Filter):
     def factor_at(self, strength: float) -> float:
         return 1.0 - (1.0 - self.factor) * strength
 
+    def is_identity(self, strength: float) -> bool:
+        return self.factor_at(strength) == 1.0
+
     def apply(self, x: torch.Tensor, strength: float) -> torch.Tensor:
         f = self.factor_at(strength)
-        if f == 1.0:
-            return x
         height, width = x.shape[-2:]
         size = (max(1, round(height * f)), max(1, round(width * f)))
         y, dtype = _as_images(x)
@@ -138,10 +139,11 @@ class Gaussian(Filter):
         k = int(height * self.kernel_size)
         return k + 1 if k % 2 == 0 else k
 
+    def is_identity(self, strength: float) -> bool:
+        return self.sigma * strength == 0.0
+
     def apply(self, x: torch.Tensor, strength: float) -> torch.Tensor:
         sigma = self.sigma * strength
-        if sigma == 0.0:
-            return x
         height, width = x.shape[-2:]
         k = self.kernel_size_for(height)
         if k == 1:

@@ -270,3 +270,14 @@ def test_observer_hooks_see_every_step(image):
     finally:
         gk.unregister_plugin(observer)
     assert events == ["enter", 0, 1, 2, ("exit", None)]
+
+
+def test_identity_filter_costs_nothing_and_changes_nothing(image):
+    # DownUp(1.0) is the identity at every strength: no extra pass, bit-identical output.
+    pipe, kwargs = pipeline("cogvideox")
+    plain = run_pipe(pipe, kwargs, image, STEPS)
+    with gk.guide(pipe, window(factor=1.0)) as run:
+        out = run_pipe(pipe, kwargs, image, STEPS)
+    assert torch.equal(out, plain)
+    assert run.last.passes == 2 * STEPS and run.last.filtered_steps == []
+    assert run.trace[0].strength == 1.0

@@ -1,0 +1,307 @@
+"""Ablation sweeps: recipe parameters x images x prompts x seeds -> a results table and plots.
+
+A sweep file (TOML or YAML)::
+
+    name = "window-length"
+    model = "tiny:wan2.1"            # or a model id / local diffusers folder
+    steps = 10
+    seeds = [0, 1]
+    images = ["tiny:0", "photo.png"]
+    prompts = ["a dog runs on the beach"]
+    recipe = "alg"                   # base recipe: a registered name or an inline table
+
+    [grid]                           # dotted keys into the recipe; "recipe" picks whole recipes
+    "schedule.end" = [0.0, 0.06, 0.1, 0.2]
+
+Every cell (grid point, image, prompt, seed) appends one JSON line to ``cells-<rank>.jsonl`` in
+the output folder as soon as it is done, so an interrupted sweep resumes where it stopped.
+Launched with ``accelerate launch``, cells are sharded round-robin across processes and the
+main process writes ``results.csv``, ``results.md`` and ``plots/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import itertools
+import json
+import time
+import tomllib
+from importlib import resources
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import yaml
+
+from guidance_kit import metrics, recipes
+from guidance_kit.errors import InvalidParameterError
+from guidance_kit.generate import DEFAULT_MODEL, generate, load, load_image
+from guidance_kit.recipe import Recipe
+
+NO_GUIDANCE = "none"  # a grid value of "recipe" meaning: the plain pipeline
+
+
+@attrs.frozen
+class Sweep:
+    name: str
+    grid: dict[str, list[Any]]
+    recipe: Any = "alg"
+    model: str = DEFAULT_MODEL
+    steps: int = 10
+    seeds: list[int] = attrs.Factory(lambda: [0])
+    images: list[str] = attrs.Factory(lambda: ["tiny:0"])
+    prompts: list[str] = attrs.Factory(lambda: [""])
+    description: str = ""
+    paper: dict[str, Any] = attrs.Factory(dict)
+    call: dict[str, Any] = attrs.Factory(dict)  # extra pipeline call arguments (guidance_scale, ...)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Sweep:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"sweep file not found: {path}")
+        text = path.read_text()
+        try:
+            data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+        except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+            raise InvalidParameterError(f"cannot parse sweep file {path}: {exc}") from None
+        return cls.from_dict(data, default_name=path.stem)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], default_name: str = "sweep") -> Sweep:
+        valid = [a.name for a in attrs.fields(cls)]
+        unknown = sorted(set(data) - set(valid))
+        if unknown:
+            raise InvalidParameterError(f"sweep has unknown key(s) {unknown}; valid keys: {valid}")
+        data = {"name": default_name, **data}
+        grid = data.get("grid") or {}
+        if not isinstance(grid, Mapping) or not all(isinstance(v, list) and v for v in grid.values()):
+            raise InvalidParameterError(f"sweep grid must map keys to non-empty lists, got {grid!r}")
+        sweep = cls(**{**data, "grid": dict(grid)})
+        for cell in sweep.cells():  # validate every recipe before running anything
+            sweep.recipe_for(cell["params"])
+        return sweep
+
+    def base_recipe(self) -> dict[str, Any]:
+        base = self.recipe
+        if isinstance(base, str):
+            return recipes.get(base).to_dict()
+        return Recipe.from_dict(base).to_dict()
+
+    def recipe_for(self, params: Mapping[str, Any]) -> Recipe | None:
+        data = self.base_recipe()
+        if "recipe" in params:
+            if params["recipe"] == NO_GUIDANCE:
+                return None
+            data = recipes.get(params["recipe"]).to_dict()
+        for key, value in params.items():
+            if key == "recipe":
+                continue
+            target = data
+            *path, last = key.split(".")
+            for part in path:
+                if not isinstance(target.get(part), dict):
+                    raise InvalidParameterError(f"sweep grid key {key!r}: recipe has no table {part!r}")
+                target = target[part]
+            if isinstance(value, Mapping):
+                target[last] = dict(value)
+            else:
+                target[last] = value
+        return Recipe.from_dict(data)
+
+    def cells(self) -> Iterator[dict[str, Any]]:
+        keys = list(self.grid)
+        for values in itertools.product(*(self.grid[k] for k in keys)):
+            params = dict(zip(keys, values))
+            for image, prompt, seed in itertools.product(self.images, self.prompts, self.seeds):
+                cell = {"params": params, "image": image, "prompt": prompt, "seed": seed}
+                cell["id"] = hashlib.sha1(json.dumps(cell, sort_keys=True, default=str).encode()).hexdigest()[
+                    :12
+                ]
+                yield cell
+
+
+def _process() -> tuple[int, int, Any]:
+    """(rank, world size, accelerate state or None): a single process unless launched by accelerate."""
+    import os
+
+    if "ACCELERATE_MIXED_PRECISION" in os.environ or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        state = PartialState()
+        return state.process_index, state.num_processes, state
+    return 0, 1, None
+
+
+def done_cells(out: Path) -> dict[str, dict[str, Any]]:
+    rows = {}
+    for shard in sorted(out.glob("cells-*.jsonl")):
+        for line in shard.read_text().splitlines():
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # a line cut by an interruption
+                    continue
+                rows[row["id"]] = row
+    return rows
+
+
+def run_sweep(
+    sweep: Sweep, out: str | Path, progress: bool = True, plots: bool = True
+) -> list[dict[str, Any]]:
+    """Run every cell not already in ``out`` and write the tables (and plots)."""
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rank, world, state = _process()
+    done = done_cells(out)
+    cells = [c for i, c in enumerate(sweep.cells()) if i % world == rank]
+    todo = [c for c in cells if c["id"] not in done]
+    loaded = load(sweep.model) if todo else None
+    with (out / f"cells-{rank}.jsonl").open("a") as shard:
+        for cell in tqdm(
+            todo,
+            desc=f"{sweep.name} [{rank}]",
+            disable=not progress,
+            initial=len(cells) - len(todo),
+            total=len(cells),
+        ):
+            image = load_image(cell["image"], size=_image_size(loaded))
+            recipe = sweep.recipe_for(cell["params"])
+            start = time.perf_counter()
+            video, run = generate(
+                loaded,
+                image,
+                recipe,
+                prompt=cell["prompt"] or None,
+                steps=sweep.steps,
+                seed=cell["seed"],
+                **sweep.call,
+            )
+            row = {**cell, "seconds": time.perf_counter() - start, **metrics.summarize(video, image)}
+            row["passes"] = run.last.passes if run else None
+            shard.write(json.dumps(row, default=str) + "\n")
+            shard.flush()
+    if state is not None:
+        state.wait_for_everyone()
+    if rank != 0:
+        return []
+    rows = [done_cells(out)[c["id"]] for c in sweep.cells() if c["id"] in done_cells(out)]
+    write_tables(sweep, rows, out)
+    if plots:
+        write_plots(sweep, rows, out)
+    return rows
+
+
+def _image_size(loaded: Any) -> int:
+    return loaded.kwargs.get("height", 512) if loaded is not None and loaded.tiny else 512
+
+
+METRICS = ("dynamic", "flow_score", "motion", "sharpness", "flicker", "first_frame_psnr", "first_frame_ssim")
+
+
+def aggregate(sweep: Sweep, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per grid point: metric means over images, prompts and seeds ("dynamic" is then
+    the dynamic degree)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(json.dumps(row["params"], sort_keys=True, default=str), []).append(row)
+    table = []
+    for members in groups.values():
+        params = members[0]["params"]
+        entry = {**{k: _label(params[k]) for k in sweep.grid}, "videos": len(members)}
+        for metric in METRICS:
+            values = [m[metric] for m in members if m.get(metric) is not None and np.isfinite(m[metric])]
+            entry[metric] = float(np.mean(values)) if values else float("nan")
+        entry["passes"] = members[0].get("passes")
+        table.append(entry)
+    return table
+
+
+def _label(value: Any) -> Any:
+    return json.dumps(value, sort_keys=True) if isinstance(value, Mapping) else value
+
+
+def write_tables(sweep: Sweep, rows: list[dict[str, Any]], out: Path) -> None:
+    table = aggregate(sweep, rows)
+    if not table:
+        return
+    columns = list(table[0])
+    with (out / "results.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(table)
+    lines = [f"# {sweep.name}", "", sweep.description, "", "| " + " | ".join(columns) + " |"]
+    lines.append("|" + "---|" * len(columns))
+    for entry in table:
+        lines.append("| " + " | ".join(_fmt(entry[c]) for c in columns) + " |")
+    if sweep.paper:
+        lines += ["", "Paper reference:", ""] + [f"- {k}: {v}" for k, v in sweep.paper.items()]
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def write_plots(sweep: Sweep, rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = aggregate(sweep, rows)
+    folder = out / "plots"
+    folder.mkdir(exist_ok=True)
+    written = []
+    for key in sweep.grid:
+        xs = [entry[key] for entry in table]
+        numeric = all(isinstance(x, int | float) and not isinstance(x, bool) for x in xs)
+        fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+        for ax, metric in zip(axes, ("dynamic", "motion", "sharpness")):
+            ys = [entry[metric] for entry in table]
+            if numeric:
+                order = np.argsort(xs)
+                ax.plot(np.asarray(xs)[order], np.asarray(ys)[order], marker="o")
+            else:
+                ax.bar([str(x) for x in xs], ys)
+                ax.tick_params(axis="x", rotation=30)
+            ax.set_xlabel(key)
+            ax.set_ylabel("dynamic degree" if metric == "dynamic" else metric)
+        fig.suptitle(sweep.name)
+        fig.tight_layout()
+        path = folder / f"{key.replace('.', '_')}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.scatter([r["first_frame_psnr"] for r in rows], [r["motion"] for r in rows], s=12)
+    ax.set_xlabel("first-frame PSNR (dB)")
+    ax.set_ylabel("motion (px / frame)")
+    ax.set_title(f"{sweep.name}: motion vs fidelity")
+    fig.tight_layout()
+    path = folder / "motion_vs_fidelity.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return [*written, path]
+
+
+def builtin_sweeps() -> dict[str, Path]:
+    """The sweep files shipped for the paper's ablations (``plugins/sweeps/*.toml``)."""
+    folder = Path(str(resources.files("guidance_kit.plugins") / "sweeps"))
+    return {p.stem: p for p in sorted(folder.glob("*.toml"))}
+
+
+def resolve_sweep(name_or_path: str | Path) -> Path:
+    """A sweep file path, or the path of a built-in sweep by name."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = builtin_sweeps()
+    if str(name_or_path) in shipped:
+        return shipped[str(name_or_path)]
+    raise FileNotFoundError(f"sweep file not found: {name_or_path}; built-in sweeps: {', '.join(shipped)}")

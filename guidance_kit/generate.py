@@ -1,0 +1,103 @@
+"""Load a pipeline (a model id, a local path, or an embedded tiny one) and generate a video with
+or without a recipe. Used by the CLI and the ablation runner."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+from PIL import Image
+
+from guidance_kit.controller import Run, find_backend, guide
+from guidance_kit.errors import GuidanceKitError, InvalidParameterError, UnsupportedPipelineError
+from guidance_kit.recipe import Recipe
+from guidance_kit.tiny import FAMILIES, tiny_image, tiny_pipeline
+
+TINY_PREFIX = "tiny:"
+DEFAULT_MODEL = "tiny:wan2.1"
+
+
+@attrs.define
+class Loaded:
+    """A pipeline ready to call, the keyword arguments it needs, and whether it is a tiny one."""
+
+    pipe: Any
+    kwargs: dict[str, Any]
+    tiny: bool
+    name: str
+
+
+def load(model: str | None = None, dtype: torch.dtype | None = None, device: str | None = None) -> Loaded:
+    """``model``: ``"tiny:<family>"`` (random weights, no download), a Hugging Face model id or
+    a local diffusers folder (``DiffusionPipeline.from_pretrained``)."""
+    model = model or DEFAULT_MODEL
+    if model.startswith(TINY_PREFIX):
+        family = model[len(TINY_PREFIX) :] or "wan2.1"
+        if family not in FAMILIES:
+            raise InvalidParameterError(f"unknown tiny model family {family!r}; choose from {list(FAMILIES)}")
+        pipe, kwargs = tiny_pipeline(family, dtype or torch.float32)
+        if device:
+            pipe.to(device)
+        return Loaded(pipe, kwargs, True, model)
+    from diffusers import DiffusionPipeline
+
+    try:
+        pipe = DiffusionPipeline.from_pretrained(model, torch_dtype=dtype or torch.bfloat16)
+    except (OSError, ValueError) as exc:
+        raise GuidanceKitError(f"cannot load model {model!r}: {exc}") from exc
+    try:
+        find_backend(pipe)
+    except UnsupportedPipelineError as exc:
+        raise UnsupportedPipelineError(f"unknown model family for {model!r}: {exc}") from None
+    pipe.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return Loaded(pipe, {}, False, model)
+
+
+def load_image(source: str | Path | Image.Image | None, size: int = 32) -> Image.Image:
+    """An RGB image from a path, ``"tiny:<seed>"`` (a generated test image) or a PIL image."""
+    if isinstance(source, Image.Image):
+        return source.convert("RGB")
+    if source is None or str(source).startswith(TINY_PREFIX):
+        seed = int(str(source)[len(TINY_PREFIX) :] or 0) if source else 0
+        return tiny_image(size, seed)
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    return Image.open(path).convert("RGB")
+
+
+def generate(
+    loaded: Loaded,
+    image: Image.Image,
+    recipe: Recipe | str | None,
+    *,
+    prompt: str | None = None,
+    negative_prompt: str | None = None,
+    steps: int = 10,
+    seed: int = 0,
+    execution: str = "batched",
+    **call_kwargs: Any,
+) -> tuple[np.ndarray, Run | None]:
+    """One video as float frames ``[T, H, W, 3]`` in [0, 1], and the guide() run (None unguided)."""
+    kwargs = {**loaded.kwargs, **call_kwargs}
+    if not loaded.tiny:
+        if prompt is None:
+            raise InvalidParameterError("a prompt is needed for a real model")
+        kwargs.update(prompt=prompt)
+        if negative_prompt is not None:
+            kwargs.update(negative_prompt=negative_prompt)
+    context = nullcontext(None) if recipe is None else guide(loaded.pipe, recipe, execution=execution)
+    with context as run:
+        out = loaded.pipe(
+            image=image,
+            num_inference_steps=steps,
+            generator=torch.Generator().manual_seed(seed),
+            output_type="np",
+            **kwargs,
+        )
+    frames = np.asarray(out.frames[0], dtype=np.float32)
+    return frames, run
