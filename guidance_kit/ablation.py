@@ -26,14 +26,14 @@ import hashlib
 import itertools
 import json
 import time
-import tomllib
-from importlib import resources
 from collections.abc import Iterator, Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import attrs
 import numpy as np
+import tomllib
 import yaml
 
 from guidance_kit import metrics, recipes
