@@ -281,3 +281,26 @@ def test_identity_filter_costs_nothing_and_changes_nothing(image):
     assert torch.equal(out, plain)
     assert run.last.passes == 2 * STEPS and run.last.filtered_steps == []
     assert run.trace[0].strength == 1.0
+
+
+def test_third_party_backend_through_the_hookspec(image):
+    from guidance_kit.plugins.backends.cogvideox import CogVideoXBackend
+
+    class MarkedCog(CogVideoXBackend):
+        name = "marked-cog"
+
+    class Plugin:
+        @gk.hookimpl
+        def register_backends(self):
+            return [MarkedCog()]
+
+    pipe, kwargs = pipeline("cogvideox")
+    plugin = Plugin()
+    gk.register_plugin(plugin, name="marked")
+    try:
+        assert gk.find_backend(pipe).name == "cogvideox"  # built-ins are tried first
+        with gk.guide(pipe, window(), backend="marked-cog") as run:
+            run_pipe(pipe, kwargs, image, STEPS)
+        assert run.backend.name == "marked-cog" and run.last.passes == 2 * STEPS + 3
+    finally:
+        gk.unregister_plugin(plugin)
