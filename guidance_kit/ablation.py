@@ -33,13 +33,11 @@ from typing import Any
 
 import attrs
 import numpy as np
-import tomllib
-import yaml
 
 from guidance_kit import metrics, recipes
 from guidance_kit.errors import InvalidParameterError
 from guidance_kit.generate import DEFAULT_MODEL, generate, load, load_image
-from guidance_kit.recipe import Recipe
+from guidance_kit.recipe import Recipe, read_mapping
 
 NO_GUIDANCE = "none"  # a grid value of "recipe" meaning: the plain pipeline
 
@@ -60,15 +58,7 @@ class Sweep:
 
     @classmethod
     def load(cls, path: str | Path) -> Sweep:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"sweep file not found: {path}")
-        text = path.read_text()
-        try:
-            data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
-        except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-            raise InvalidParameterError(f"cannot parse sweep file {path}: {exc}") from None
-        return cls.from_dict(data, default_name=path.stem)
+        return cls.from_dict(read_mapping(path, "sweep"), default_name=Path(path).stem)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], default_name: str = "sweep") -> Sweep:

@@ -77,6 +77,26 @@ def _component(kind: str, base: type) -> Any:
     return attrs.field(converter=convert, validator=validate)
 
 
+def read_mapping(path: str | Path, what: str) -> dict[str, Any]:
+    """A ``.toml``, ``.yaml``/``.yml`` or ``.json`` file (``what``: recipe, sweep) as a dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml", ".json"):
+        raise InvalidParameterError(
+            f"{what} file {path} must end in .toml, .yaml, .yml or .json, got {suffix!r}"
+        )
+    text = path.read_text()
+    try:
+        data = tomllib.loads(text) if suffix == ".toml" else yaml.safe_load(text)  # JSON is YAML
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise InvalidParameterError(f"cannot parse {what} file {path}: {exc}") from None
+    if not isinstance(data, Mapping):
+        raise InvalidParameterError(f"{what} file {path} must hold a mapping, got {type(data).__name__}")
+    return dict(data)
+
+
 def _check_space(_: Any, __: attrs.Attribute, value: str) -> None:
     if value not in SPACES:
         raise InvalidParameterError(f"recipe space must be one of {list(SPACES)}, got {value!r}")
@@ -141,21 +161,7 @@ class Recipe:
     @classmethod
     def load(cls, path: str | Path) -> Recipe:
         """Read a ``.toml``, ``.yaml``/``.yml`` or ``.json`` recipe file."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"recipe file not found: {path}")
-        text = path.read_text()
-        suffix = path.suffix.lower()
-        try:
-            if suffix == ".toml":
-                return cls.from_toml(text)
-            if suffix in (".yaml", ".yml", ".json"):  # JSON is a subset of YAML
-                return cls.from_yaml(text)
-        except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-            raise InvalidParameterError(f"cannot parse recipe file {path}: {exc}") from None
-        raise InvalidParameterError(
-            f"recipe file {path} must end in .toml, .yaml, .yml or .json, got {suffix!r}"
-        )
+        return cls.from_dict(read_mapping(path, "recipe"))
 
     def replace(self, **changes: Any) -> Recipe:
         return attrs.evolve(self, **changes)

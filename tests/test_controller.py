@@ -1,5 +1,7 @@
 """guide(): pass counts, restoration, strength-0 identity, pixel-space encodes, modes, errors."""
 
+from contextlib import contextmanager
+
 import pytest
 import torch
 
@@ -139,22 +141,28 @@ def test_pixel_space_encodes_once_per_distinct_strength(family, image):
     assert len(strengths) == 3 and run.last.vae_encodes == 1 + len(strengths)
 
 
-def test_pixel_space_filters_the_image_before_encoding(image):
-    # Pixel space at strength s uses exactly the pipeline's own encode of LP_s(image).
-    pipe, kwargs = pipeline("wan2.1")
+@contextmanager
+def image_conditions(pipe):
+    """The Wan image condition (last 16 channels) of every transformer call, as the model sees it."""
     seen = []
     original = pipe.transformer.forward
 
-    def spy(*args, **kwargs_):
-        seen.append(kwargs_["hidden_states"][:, -16:].clone())
-        return original(*args, **kwargs_)
+    def spy(*args, **kwargs):
+        seen.append(kwargs["hidden_states"][:, -16:].clone())
+        return original(*args, **kwargs)
 
     pipe.transformer.forward = spy
     try:
-        with gk.guide(pipe, window(end=0.0, space="pixel", factor=0.25)):
-            run_pipe(pipe, kwargs, image, 2)
+        yield seen
     finally:
         del pipe.transformer.forward
+
+
+def test_pixel_space_filters_the_image_before_encoding(image):
+    # Pixel space at strength s uses exactly the pipeline's own encode of LP_s(image).
+    pipe, kwargs = pipeline("wan2.1")
+    with image_conditions(pipe) as seen, gk.guide(pipe, window(end=0.0, space="pixel", factor=0.25)):
+        run_pipe(pipe, kwargs, image, 2)
     pixels = pipe.video_processor.preprocess(image, height=32, width=32).to(torch.float32)
     filtered = gk.filters.DownUp(0.25)(pixels, 1.0)
     _, condition = pipe.prepare_latents(
@@ -180,19 +188,8 @@ def test_ablation_modes_pass_counts_and_differ_from_alg(mode, image):
 def test_replace_mode_matches_filtered_cfg(image):
     # "replace" is plain CFG where both branches see LP(I): equal to ALG's formula with U(LP I) as anchor.
     pipe, kwargs = pipeline("wan2.1")
-    seen = []
-    original = pipe.transformer.forward
-
-    def spy(*args, **kwargs_):
-        seen.append(kwargs_["hidden_states"][:, -16:].clone())
-        return original(*args, **kwargs_)
-
-    pipe.transformer.forward = spy
-    try:
-        with gk.guide(pipe, window(mode="replace")):
-            run_pipe(pipe, kwargs, image, STEPS)
-    finally:
-        del pipe.transformer.forward
+    with image_conditions(pipe) as seen, gk.guide(pipe, window(mode="replace")):
+        run_pipe(pipe, kwargs, image, STEPS)
     assert len(seen) == 2 * STEPS  # no extra pass
     assert torch.equal(seen[0], seen[1])  # both branches filtered at step 0
     assert not torch.equal(seen[0], seen[-1])
