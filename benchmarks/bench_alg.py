@@ -90,6 +90,16 @@ def bench(family: str, steps: int, end: float, size: int, repeats: int, executio
 
     alg = gk.Recipe(filter=gk.filters.DownUp(0.4), schedule=gk.schedules.StepSwitch(0.0, end))
     inactive = gk.Recipe(filter=gk.filters.DownUp(0.4), schedule=gk.schedules.Constant(0.0))
+    # The guide's own cost per denoiser call: time around guide()'s wrapper minus time inside it.
+    outer_time = [0.0]
+
+    def inactive_timed() -> int:
+        with gk.guide(pipe, inactive, execution=execution) as run:
+            for module in modules:
+                module.forward = _timed(module.forward, outer_time, device)
+            call()
+        return sum(record.calls for record in run.trace)
+
     variants: dict[str, Callable[[], None]] = {
         "baseline": call,
         "inactive": lambda: _guided(pipe, inactive, execution, call),
@@ -111,6 +121,11 @@ def bench(family: str, steps: int, end: float, size: int, repeats: int, executio
             peaks[name] = max(peaks[name], memory.delta)
     with gk.guide(pipe, alg, execution=execution) as traced:
         call()
+    overheads = []
+    for _ in range(repeats):
+        outer_time[0] = denoiser_time[0] = 0.0
+        calls = inactive_timed()
+        overheads.append((outer_time[0] - denoiser_time[0], denoiser_time[0], calls))
     for module in modules:
         del module.forward
     filtered = len(traced.last.filtered_steps)
@@ -127,6 +142,8 @@ def bench(family: str, steps: int, end: float, size: int, repeats: int, executio
         "denoiser_share": median_inner["baseline"] / median["baseline"],
         "inactive_ratio": median["inactive"] / median["baseline"],
         "baseline_s": median["baseline"],
+        "wrapper_us_per_call": min(o / n for o, _, n in overheads) * 1e6,
+        "wrapper_share": min(o / d for o, d, _ in overheads),
         "peak_mb": {name: peak / 2**20 for name, peak in peaks.items()},
     }
 
@@ -179,7 +196,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     header = (
         f"{'family':<10} {'passes':>6} {'pass ratio':>10} {'ALG/base':>8} {'ALG/base denoiser':>17} "
-        f"{'denoiser share':>14} {'inactive/base':>13} {'base s':>7}  peak MB (base/inactive/alg)"
+        f"{'denoiser share':>14} {'inactive/base':>13} {'guide us/call':>13} {'guide/denoiser':>14} {'base s':>7}"
+        "  peak MB (base/inactive/alg)"
     )
     print(header)
     for family in args.families:
@@ -188,7 +206,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(
             f"{family:<10} {r['passes']:>6} {r['expected_ratio']:>10.3f} {r['alg_ratio']:>8.3f} "
             f"{r['alg_denoiser_ratio']:>17.3f} {r['denoiser_share']:>14.2f} {r['inactive_ratio']:>13.3f} "
-            f"{r['baseline_s']:>7.3f}  {peaks}"
+            f"{r['wrapper_us_per_call']:>13.1f} {r['wrapper_share']:>14.4f} {r['baseline_s']:>7.3f}  {peaks}"
         )
         results.append(r)
     return results
