@@ -15,7 +15,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-FAMILIES = ("wan2.1", "wan2.2-a14b", "wan2.2-ti2v", "cogvideox", "hunyuan-video", "ltx-video", "svd")
+FAMILIES = (
+    "wan2.1",
+    "wan2.2-a14b",
+    "wan2.2-ti2v",
+    "skyreels-v2",
+    "cogvideox",
+    "hunyuan-video",
+    "ltx-video",
+    "svd",
+)
 
 
 def tiny_image(size: int = 32, seed: int = 0) -> Image.Image:
@@ -122,6 +131,54 @@ def _wan(kind: str) -> tuple[Any, dict[str, Any]]:
     }
     if kind == "wan2.2-a14b":
         kwargs["guidance_scale_2"] = 3.0
+    return pipe, kwargs
+
+
+def _skyreels() -> tuple[Any, dict[str, Any]]:
+    from diffusers import AutoencoderKLWan, SkyReelsV2ImageToVideoPipeline, SkyReelsV2Transformer3DModel
+    from diffusers import UniPCMultistepScheduler
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(
+        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+    )
+    torch.manual_seed(0)
+    transformer = SkyReelsV2Transformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=12,
+        in_channels=36,
+        out_channels=16,
+        text_dim=32,
+        freq_dim=256,
+        ffn_dim=32,
+        num_layers=2,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32,
+        image_dim=4,
+    )
+    image_encoder, image_processor = _tiny_clip_vision(hidden_size=4, projection_dim=4, intermediate_size=16)
+    scheduler = UniPCMultistepScheduler(
+        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0
+    )
+    pipe = SkyReelsV2ImageToVideoPipeline(
+        tokenizer=None,
+        text_encoder=None,
+        image_encoder=image_encoder,
+        image_processor=image_processor,
+        transformer=transformer,
+        vae=vae,
+        scheduler=scheduler,
+    )
+    kwargs = {
+        "prompt_embeds": _embeds(1, 1, 16, 32),
+        "negative_prompt_embeds": _embeds(2, 1, 16, 32),
+        "height": 32,
+        "width": 32,
+        "num_frames": 9,
+        "guidance_scale": 5.0,
+    }
     return pipe, kwargs
 
 
@@ -376,6 +433,7 @@ _BUILDERS: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
     "wan2.1": lambda: _wan("wan2.1"),
     "wan2.2-a14b": lambda: _wan("wan2.2-a14b"),
     "wan2.2-ti2v": lambda: _wan("wan2.2-ti2v"),
+    "skyreels-v2": _skyreels,
     "cogvideox": _cogvideox,
     "hunyuan-video": _hunyuan,
     "ltx-video": _ltx,

@@ -40,7 +40,7 @@ def alg_eps(u0, c_f, u_f, w):  # noqa: ANN001
 
 @torch.no_grad()
 def wan(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
-    """Wan 2.1 / 2.2 A14B / 2.2 TI2V (WanImageToVideoPipeline)."""
+    """Wan 2.1 / 2.2 A14B / 2.2 TI2V (WanImageToVideoPipeline) and SkyReels-V2 I2V."""
     dtype = pipe.transformer.dtype
     gen = torch.Generator().manual_seed(seed)
     pos, neg = kw["prompt_embeds"].to(dtype), kw["negative_prompt_embeds"].to(dtype)
@@ -56,12 +56,12 @@ def wan(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
     out = pipe.prepare_latents(
         pixels, 1, z, kw["height"], kw["width"], kw["num_frames"], torch.float32, "cpu", gen
     )
-    expand = pipe.config.expand_timesteps
+    expand = pipe.config.get("expand_timesteps", False)
     if expand:
         latents, condition, first_frame_mask = out
     else:
         latents, condition = out
-    ratio = pipe.config.boundary_ratio
+    ratio = pipe.config.get("boundary_ratio")
     boundary = None if ratio is None else ratio * pipe.scheduler.config.num_train_timesteps
 
     def model_input(cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,6 +17,7 @@ LOOPS = {
     "wan2.1": reference.wan,
     "wan2.2-a14b": reference.wan,
     "wan2.2-ti2v": reference.wan,
+    "skyreels-v2": reference.wan,
     "cogvideox": reference.cogvideox,
     "ltx-video": reference.ltx,
     "hunyuan-video": reference.hunyuan,

@@ -10,7 +10,7 @@ import guidance_kit as gk
 from conftest import pipeline, run_pipe
 
 STEPS = 6
-CFG = ["wan2.1", "wan2.2-a14b", "wan2.2-ti2v", "cogvideox", "ltx-video"]
+CFG = ["wan2.1", "wan2.2-a14b", "wan2.2-ti2v", "skyreels-v2", "cogvideox", "ltx-video"]
 ONE_PASS = ["hunyuan-video"]
 ALL = CFG + ONE_PASS + ["svd"]
 

@@ -1,6 +1,7 @@
-"""Wan 2.1 I2V, Wan 2.2 A14B I2V (two experts) and Wan 2.2 TI2V-5B (``expand_timesteps``).
+"""Wan 2.1 I2V (and SkyReels-V2 I2V), Wan 2.2 A14B I2V (two experts) and Wan 2.2 TI2V-5B
+(``expand_timesteps``).
 
-All three run ``WanImageToVideoPipeline``: one transformer call per CFG branch, conditional
+All run ``WanImageToVideoPipeline`` (or SkyReels' copy of it): one transformer call per CFG branch, conditional
 first. Wan 2.1 and 2.2 A14B concatenate [noisy latents (z), mask (4), image latents (z)] on the
 channel axis; the image latents are the last z channels. TI2V-5B instead replaces latent frame 0
 with the clean image latent. The CLIP image embedding (Wan 2.1) is left as it is.
@@ -51,7 +52,8 @@ class _WanChannelConcat(_WanBase):
 
 class Wan21Backend(_WanChannelConcat):
     name = "wan2.1"
-    description = "Wan 2.1 I2V (14B / 480p / 720p), SkyReels-V2 style channel concat"
+    pipelines = ("WanImageToVideoPipeline", "SkyReelsV2ImageToVideoPipeline")
+    description = "Wan 2.1 I2V (14B, 480p / 720p) and SkyReels-V2 I2V (the same layout)"
 
     def matches(self, pipe: Any) -> bool:
         config = getattr(pipe, "config", {})
