@@ -135,8 +135,12 @@ def _wan(kind: str) -> tuple[Any, dict[str, Any]]:
 
 
 def _skyreels() -> tuple[Any, dict[str, Any]]:
-    from diffusers import AutoencoderKLWan, SkyReelsV2ImageToVideoPipeline, SkyReelsV2Transformer3DModel
-    from diffusers import UniPCMultistepScheduler
+    from diffusers import (
+        AutoencoderKLWan,
+        SkyReelsV2ImageToVideoPipeline,
+        SkyReelsV2Transformer3DModel,
+        UniPCMultistepScheduler,
+    )
 
     torch.manual_seed(0)
     vae = AutoencoderKLWan(
