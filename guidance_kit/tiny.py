@@ -306,7 +306,7 @@ def _ltx() -> tuple[Any, dict[str, Any]]:
     return pipe, kwargs
 
 
-def _hunyuan() -> tuple[Any, dict[str, Any]]:
+def _hunyuan(image_condition_type: str = "latent_concat") -> tuple[Any, dict[str, Any]]:
     from diffusers import (
         AutoencoderKLHunyuanVideo,
         FlowMatchEulerDiscreteScheduler,
@@ -316,7 +316,7 @@ def _hunyuan() -> tuple[Any, dict[str, Any]]:
 
     torch.manual_seed(0)
     transformer = HunyuanVideoTransformer3DModel(
-        in_channels=2 * 4 + 1,
+        in_channels=2 * 4 + 1 if image_condition_type == "latent_concat" else 4,
         out_channels=4,
         num_attention_heads=2,
         attention_head_dim=10,
@@ -329,7 +329,7 @@ def _hunyuan() -> tuple[Any, dict[str, Any]]:
         text_embed_dim=16,
         pooled_projection_dim=8,
         rope_axes_dim=(2, 4, 4),
-        image_condition_type="latent_concat",
+        image_condition_type=image_condition_type,
     )
     torch.manual_seed(0)
     vae = AutoencoderKLHunyuanVideo(
@@ -440,6 +440,7 @@ _BUILDERS: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
     "skyreels-v2": _skyreels,
     "cogvideox": _cogvideox,
     "hunyuan-video": _hunyuan,
+    "hunyuan-video-token-replace": lambda: _hunyuan("token_replace"),
     "ltx-video": _ltx,
     "svd": _svd,
 }

@@ -219,14 +219,17 @@ def hunyuan(pipe, kw, image, steps, factor, end, seed, true_cfg=None):  # noqa: 
     dtype = pipe.transformer.dtype
     gen = torch.Generator().manual_seed(seed)
     height, width, frames = kw["height"], kw["width"], kw["num_frames"]
+    kind = pipe.transformer.config.image_condition_type
     pixels = pipe.video_processor.preprocess(image, height, width).to("cpu", pipe.vae.dtype)
-    z = (pipe.transformer.config.in_channels - 1) // 2
+    channels = pipe.transformer.config.in_channels
+    z = (channels - 1) // 2 if kind == "latent_concat" else channels
     latents, image_latents = pipe.prepare_latents(
-        pixels, 1, z, height, width, frames, torch.float32, "cpu", gen, None, "latent_concat"
+        pixels, 1, z, height, width, frames, torch.float32, "cpu", gen, None, kind
     )
-    image_latents[:, :, 1:] = 0
-    mask = image_latents.new_ones(image_latents.shape[0], 1, *image_latents.shape[2:])
-    mask[:, :, 1:] = 0
+    if kind == "latent_concat":
+        image_latents[:, :, 1:] = 0
+        mask = image_latents.new_ones(image_latents.shape[0], 1, *image_latents.shape[2:])
+        mask[:, :, 1:] = 0
     text = (
         kw["prompt_embeds"].to(dtype),
         kw["prompt_attention_mask"].to(dtype),
@@ -240,7 +243,10 @@ def hunyuan(pipe, kw, image, steps, factor, end, seed, true_cfg=None):  # noqa: 
     for i, t in enumerate(timesteps):
 
         def d(cond, embeds):  # noqa: ANN001
-            hidden = torch.cat([latents, cond, mask], dim=1).to(dtype)
+            if kind == "latent_concat":
+                hidden = torch.cat([latents, cond, mask], dim=1).to(dtype)
+            else:  # token_replace: latent frame 0 is the image latent
+                hidden = torch.cat([cond.to(dtype), latents[:, :, 1:].to(dtype)], dim=2)
             return pipe.transformer(
                 hidden_states=hidden,
                 timestep=t.expand(1).to(latents.dtype),
@@ -262,8 +268,12 @@ def hunyuan(pipe, kw, image, steps, factor, end, seed, true_cfg=None):  # noqa: 
                 if on
                 else u0 + w * (d(image_latents, text) - u0)
             )
-        latents = pipe.scheduler.step(eps, t, latents, return_dict=False)[0]
-    return latents[:, :, 1:]  # the pipeline drops the image frame from its latent output
+        if kind == "latent_concat":
+            latents = pipe.scheduler.step(eps, t, latents, return_dict=False)[0]
+        else:
+            latents = pipe.scheduler.step(eps[:, :, 1:], t, latents[:, :, 1:], return_dict=False)[0]
+            latents = torch.cat([image_latents, latents], dim=2)
+    return latents[:, :, 1:] if kind == "latent_concat" else latents  # as the pipeline's latent output
 
 
 @torch.no_grad()

@@ -21,6 +21,7 @@ LOOPS = {
     "cogvideox": reference.cogvideox,
     "ltx-video": reference.ltx,
     "hunyuan-video": reference.hunyuan,
+    "hunyuan-video-token-replace": reference.hunyuan,
     "svd": reference.svd,
 }
 

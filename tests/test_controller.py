@@ -11,7 +11,7 @@ from conftest import pipeline, run_pipe
 
 STEPS = 6
 CFG = ["wan2.1", "wan2.2-a14b", "wan2.2-ti2v", "skyreels-v2", "cogvideox", "ltx-video"]
-ONE_PASS = ["hunyuan-video"]
+ONE_PASS = ["hunyuan-video", "hunyuan-video-token-replace"]
 ALL = CFG + ONE_PASS + ["svd"]
 
 
