@@ -31,9 +31,12 @@ class Loaded:
     name: str
 
 
-def load(model: str | None = None, dtype: torch.dtype | None = None, device: str | None = None) -> Loaded:
+def load(
+    model: str | None = None, dtype: torch.dtype | None = None, device: str | None = None, **components: Any
+) -> Loaded:
     """``model``: ``"tiny:<family>"`` (random weights, no download), a Hugging Face model id or
-    a local diffusers folder (``DiffusionPipeline.from_pretrained``)."""
+    a local diffusers folder (``DiffusionPipeline.from_pretrained``; ``components`` such as a
+    quantized ``transformer=...`` are passed through)."""
     model = model or DEFAULT_MODEL
     if model.startswith(TINY_PREFIX):
         family = model[len(TINY_PREFIX) :] or "wan2.1"
@@ -46,7 +49,7 @@ def load(model: str | None = None, dtype: torch.dtype | None = None, device: str
     from diffusers import DiffusionPipeline
 
     try:
-        pipe = DiffusionPipeline.from_pretrained(model, torch_dtype=dtype or torch.bfloat16)
+        pipe = DiffusionPipeline.from_pretrained(model, torch_dtype=dtype or torch.bfloat16, **components)
     except (OSError, ValueError) as exc:
         raise GuidanceKitError(f"cannot load model {model!r}: {exc}") from exc
     try:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+import torch
 from PIL import Image
 
 import guidance_kit as gk
@@ -245,3 +246,18 @@ def test_benchmark_runs():
         check=True,
     ).stdout
     assert "wan2.1" in out and "cogvideox" in out and "ALG/base" in out
+
+
+def test_real_model_path_loads_a_local_diffusers_folder(tmp_path, image):
+    # The from_pretrained path, exercised on a tiny pipeline saved to disk (no hub access).
+    from guidance_kit.generate import load
+    from guidance_kit.tiny import tiny_pipeline
+
+    pipe, kwargs = tiny_pipeline("cogvideox")
+    pipe.save_pretrained(tmp_path / "cog")
+    # The tiny pipeline has no text encoder (fixed prompt embeddings); a real folder has one.
+    loaded = load(str(tmp_path / "cog"), dtype=torch.float32, device="cpu", tokenizer=None, text_encoder=None)
+    assert not loaded.tiny and type(loaded.pipe).__name__ == "CogVideoXImageToVideoPipeline"
+    with gk.guide(loaded.pipe, "alg") as run:
+        loaded.pipe(image=image, num_inference_steps=3, output_type="latent", **kwargs)
+    assert run.backend.name == "cogvideox" and run.last.passes == 2 * 3 + 1
