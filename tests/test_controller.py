@@ -301,3 +301,55 @@ def test_third_party_backend_through_the_hookspec(image):
         assert run.backend.name == "marked-cog" and run.last.passes == 2 * STEPS + 3
     finally:
         gk.unregister_plugin(plugin)
+
+
+def test_batch_of_videos_matches_single_videos(image):
+    # Two videos per prompt on a split backend: every row is guided like a single video.
+    pipe, kwargs = pipeline("wan2.1")
+    generators = [torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)]
+    with gk.guide(pipe, window()) as run:
+        both = pipe(
+            image=image,
+            num_inference_steps=STEPS,
+            generator=generators,
+            num_videos_per_prompt=2,
+            output_type="latent",
+            **kwargs,
+        ).frames
+        singles = [run_pipe(pipe, kwargs, image, STEPS, seed=seed) for seed in (0, 1)]
+    assert run.calls[0].passes == run.calls[1].passes == 2 * STEPS + 3  # per CFG branch, not per row
+    for row, single in zip(both, singles):
+        torch.testing.assert_close(row[None], single, atol=1e-10, rtol=1e-10)
+
+
+def test_batched_backend_with_two_prompts(image):
+    # LTX-Video with a batch of two prompts and two images: 2B rows per call, 3B on ALG steps.
+    from guidance_kit.tiny import tiny_image
+
+    pipe, kwargs = pipeline("ltx-video")
+    kwargs = {
+        k: torch.cat([v, v.flip(0) if v.ndim > 2 else v]) if torch.is_tensor(v) else v
+        for k, v in kwargs.items()
+    }
+    images = [image, tiny_image(32, seed=1)]
+    plain = run_pipe(pipe, kwargs, images, STEPS)
+    zero = gk.Recipe(filter=gk.filters.DownUp(0.5), schedule=gk.schedules.Constant(0.0))
+    with gk.guide(pipe, zero):
+        assert torch.equal(run_pipe(pipe, kwargs, images, STEPS), plain)
+    for execution in ("batched", "sequential"):
+        with gk.guide(pipe, window(), execution=execution) as run:
+            guided = run_pipe(pipe, kwargs, images, STEPS)
+        assert guided.shape == plain.shape == (2, 192, 8) and not torch.allclose(guided, plain)
+        assert run.last.passes == 2 * STEPS + 3
+        assert [r.calls for r in run.trace] == [1 if execution == "batched" else 2] * 3 + [1] * 3
+    with gk.guide(pipe, window(), execution="batched"):
+        torch.testing.assert_close(run_pipe(pipe, kwargs, images, STEPS), guided, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["wan2.1", "cogvideox", "svd"])
+@pytest.mark.parametrize("space", ["latent", "pixel"])
+def test_low_precision_pipelines(family, space, image):
+    pipe, kwargs = pipeline(family, torch.bfloat16)
+    with gk.guide(pipe, window(space=space)) as run:
+        out = run_pipe(pipe, kwargs, image, 3)
+    assert torch.isfinite(out.float()).all() and run.last.filtered_steps == [0]  # p = 0, 0.5, 1
