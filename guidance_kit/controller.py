@@ -35,7 +35,7 @@ from guidance_kit import registry
 from guidance_kit.backend import Backend
 from guidance_kit.errors import GuidanceKitError, InvalidParameterError, UnsupportedPipelineError
 from guidance_kit.recipe import Recipe
-from guidance_kit.types import GuidanceMode
+from guidance_kit.types import GuidanceMode, progress
 
 EXECUTIONS = ("batched", "sequential")
 _guided: weakref.WeakSet = weakref.WeakSet()
@@ -286,10 +286,10 @@ class _Controller:
         return set_timesteps
 
     def _begin(self, num_steps: int) -> None:
-        setup = self.run.calls[-1].setup_vae_encodes if self.run.calls and not self.run.calls[-1].steps else 0
-        if self.run.calls and not self.run.calls[-1].steps:
-            self.run.calls.pop()  # set_timesteps called twice before the loop
-        self.run.calls.append(CallTrace(setup_vae_encodes=setup))
+        # A trace with no steps yet belongs to this call (encodes counted ahead of set_timesteps,
+        # or set_timesteps called twice before the loop).
+        if not self.run.calls or self.run.calls[-1].steps:
+            self.run.calls.append(CallTrace())
         self._step, self._num_steps = 0, num_steps
         self._looping = False
         self._strengths = [self.recipe.schedule(i, num_steps) for i in range(num_steps)]
@@ -324,7 +324,7 @@ class _Controller:
             self._record = StepRecord(
                 step=i,
                 num_steps=self._num_steps,
-                progress=i / max(self._num_steps - 1, 1),
+                progress=progress(i, self._num_steps),
                 strength=s,
                 filter=self.recipe.filter.effective(s),
             )
