@@ -3,6 +3,7 @@ relative to the plain pipeline, measured side by side (interleaved repeats) in o
 
     python benchmarks/bench_alg.py                      # tiny Wan 2.1 and CogVideoX, batched extra pass
     python benchmarks/bench_alg.py --execution sequential --size 64 --repeats 7
+    python benchmarks/bench_alg.py --heavy --size 128   # a denoiser that dominates, as in real models
 
 The expected ALG ratio is the pass-count ratio (2N + filtered) / 2N: the denoiser passes are the
 real cost. On tiny pipelines the fixed cost (VAE encode, scheduler, Python) is a large share, so
@@ -62,13 +63,35 @@ class PeakMemory:
         self.delta = self.peak - self._base
 
 
-def bench(family: str, steps: int, end: float, size: int, repeats: int, execution: str, device: str) -> dict:
+# A heavier denoiser for --heavy: like a real model, the transformer then dominates the run.
+HEAVY = {
+    "wan2.1": {"num_layers": 8, "num_attention_heads": 4, "attention_head_dim": 64, "ffn_dim": 1024},
+    "cogvideox": {"num_layers": 8, "num_attention_heads": 4, "attention_head_dim": 64},
+}
+
+
+def bench(
+    family: str,
+    steps: int,
+    end: float,
+    size: int,
+    repeats: int,
+    execution: str,
+    device: str,
+    heavy: bool = False,
+) -> dict:
     pipe, kwargs = tiny_pipeline(family, torch.float32)
-    pipe.to(device)
     kwargs.update(height=size, width=size)
     image = tiny_image(size)
+    changes = dict(HEAVY[family]) if heavy else {}
     if family == "cogvideox":  # learned positional embeddings are sized to the latent grid
-        _resize_cogvideox(pipe, size)
+        latent = size // pipe.vae_scale_factor_spatial
+        changes.update(sample_height=latent, sample_width=latent)
+    if changes:
+        torch.manual_seed(0)
+        transformer = type(pipe.transformer).from_config({**dict(pipe.transformer.config), **changes})
+        pipe.register_modules(transformer=transformer)
+    pipe.to(device)
 
     def call() -> None:
         pipe(
@@ -165,18 +188,6 @@ def _guided(pipe, recipe, execution, call) -> None:  # noqa: ANN001
         call()
 
 
-def _resize_cogvideox(pipe, size: int) -> None:  # noqa: ANN001
-    from diffusers import CogVideoXTransformer3DModel
-
-    latent = size // pipe.vae_scale_factor_spatial
-    config = dict(pipe.transformer.config)
-    torch.manual_seed(0)
-    transformer = CogVideoXTransformer3DModel.from_config(
-        {**config, "sample_height": latent, "sample_width": latent}
-    )
-    pipe.register_modules(transformer=transformer.to(pipe.device, pipe.transformer.dtype))
-
-
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -188,6 +199,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--execution", choices=gk.controller.EXECUTIONS, default="batched")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--heavy", action="store_true", help="a deeper, wider denoiser that dominates the run"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     results = []
@@ -201,7 +215,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     print(header)
     for family in args.families:
-        r = bench(family, args.steps, args.end, args.size, args.repeats, args.execution, args.device)
+        r = bench(
+            family, args.steps, args.end, args.size, args.repeats, args.execution, args.device, args.heavy
+        )
         peaks = "/".join(f"{r['peak_mb'][k]:.1f}" for k in ("baseline", "inactive", "alg"))
         print(
             f"{family:<10} {r['passes']:>6} {r['expected_ratio']:>10.3f} {r['alg_ratio']:>8.3f} "
