@@ -73,46 +73,65 @@ def _tiny_clip_vision(
     )
 
 
-def _wan(kind: str) -> tuple[Any, dict[str, Any]]:
-    from diffusers import (
-        AutoencoderKLWan,
-        FlowMatchEulerDiscreteScheduler,
-        WanImageToVideoPipeline,
-        WanTransformer3DModel,
-    )
+# Wan 2.1 / 2.2 and SkyReels-V2 share the VAE, the transformer layout and the call arguments.
+_WAN_TRANSFORMER = {
+    "patch_size": (1, 2, 2),
+    "num_attention_heads": 2,
+    "attention_head_dim": 12,
+    "in_channels": 36,
+    "out_channels": 16,
+    "text_dim": 32,
+    "freq_dim": 256,
+    "ffn_dim": 32,
+    "num_layers": 2,
+    "cross_attn_norm": True,
+    "qk_norm": "rms_norm_across_heads",
+    "rope_max_seq_len": 32,
+}
+
+
+def _wan_vae() -> Any:
+    from diffusers import AutoencoderKLWan
 
     torch.manual_seed(0)
-    vae = AutoencoderKLWan(
+    return AutoencoderKLWan(
         base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
     )
+
+
+def _wan_kwargs() -> dict[str, Any]:
+    return {
+        "prompt_embeds": _embeds(1, 1, 16, 32),
+        "negative_prompt_embeds": _embeds(2, 1, 16, 32),
+        "height": 32,
+        "width": 32,
+        "num_frames": 9,
+        "guidance_scale": 5.0,
+    }
+
+
+def _wan(kind: str) -> tuple[Any, dict[str, Any]]:
+    from diffusers import FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline, WanTransformer3DModel
 
     def transformer(seed: int) -> Any:
         torch.manual_seed(seed)
         return WanTransformer3DModel(
-            patch_size=(1, 2, 2),
-            num_attention_heads=2,
-            attention_head_dim=12,
-            in_channels=16 if kind == "wan2.2-ti2v" else 36,
-            out_channels=16,
-            text_dim=32,
-            freq_dim=256,
-            ffn_dim=32,
-            num_layers=2,
-            cross_attn_norm=True,
-            qk_norm="rms_norm_across_heads",
-            rope_max_seq_len=32,
-            image_dim=4 if kind == "wan2.1" else None,
+            **{
+                **_WAN_TRANSFORMER,
+                "in_channels": 16 if kind == "wan2.2-ti2v" else 36,  # TI2V: no channel concat
+                "image_dim": 4 if kind == "wan2.1" else None,  # only Wan 2.1 has a CLIP embedding
+            }
         )
 
     image_encoder = image_processor = None
-    if kind == "wan2.1":  # Wan 2.1 also feeds a CLIP image embedding
+    if kind == "wan2.1":
         image_encoder, image_processor = _tiny_clip_vision(
             hidden_size=4, projection_dim=4, intermediate_size=16
         )
     pipe = WanImageToVideoPipeline(
         tokenizer=None,
         text_encoder=None,
-        vae=vae,
+        vae=_wan_vae(),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
         transformer=transformer(0),
         transformer_2=transformer(1) if kind == "wan2.2-a14b" else None,
@@ -121,14 +140,7 @@ def _wan(kind: str) -> tuple[Any, dict[str, Any]]:
         image_encoder=image_encoder,
         image_processor=image_processor,
     )
-    kwargs: dict[str, Any] = {
-        "prompt_embeds": _embeds(1, 1, 16, 32),
-        "negative_prompt_embeds": _embeds(2, 1, 16, 32),
-        "height": 32,
-        "width": 32,
-        "num_frames": 9,
-        "guidance_scale": 5.0,
-    }
+    kwargs = _wan_kwargs()
     if kind == "wan2.2-a14b":
         kwargs["guidance_scale_2"] = 3.0
     return pipe, kwargs
@@ -136,54 +148,26 @@ def _wan(kind: str) -> tuple[Any, dict[str, Any]]:
 
 def _skyreels() -> tuple[Any, dict[str, Any]]:
     from diffusers import (
-        AutoencoderKLWan,
         SkyReelsV2ImageToVideoPipeline,
         SkyReelsV2Transformer3DModel,
         UniPCMultistepScheduler,
     )
 
     torch.manual_seed(0)
-    vae = AutoencoderKLWan(
-        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
-    )
-    torch.manual_seed(0)
-    transformer = SkyReelsV2Transformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=12,
-        in_channels=36,
-        out_channels=16,
-        text_dim=32,
-        freq_dim=256,
-        ffn_dim=32,
-        num_layers=2,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=32,
-        image_dim=4,
-    )
+    transformer = SkyReelsV2Transformer3DModel(**_WAN_TRANSFORMER, image_dim=4)
     image_encoder, image_processor = _tiny_clip_vision(hidden_size=4, projection_dim=4, intermediate_size=16)
-    scheduler = UniPCMultistepScheduler(
-        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0
-    )
     pipe = SkyReelsV2ImageToVideoPipeline(
         tokenizer=None,
         text_encoder=None,
         image_encoder=image_encoder,
         image_processor=image_processor,
         transformer=transformer,
-        vae=vae,
-        scheduler=scheduler,
+        vae=_wan_vae(),
+        scheduler=UniPCMultistepScheduler(
+            prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0
+        ),
     )
-    kwargs = {
-        "prompt_embeds": _embeds(1, 1, 16, 32),
-        "negative_prompt_embeds": _embeds(2, 1, 16, 32),
-        "height": 32,
-        "width": 32,
-        "num_frames": 9,
-        "guidance_scale": 5.0,
-    }
-    return pipe, kwargs
+    return pipe, _wan_kwargs()
 
 
 def _cogvideox() -> tuple[Any, dict[str, Any]]:
