@@ -16,7 +16,8 @@ A sweep file (TOML or YAML)::
 Every cell (grid point, image, prompt, seed) appends one JSON line to ``cells-<rank>.jsonl`` in
 the output folder as soon as it is done, so an interrupted sweep resumes where it stopped.
 Launched with ``accelerate launch``, cells are sharded round-robin across processes and the
-main process writes ``results.csv``, ``results.md`` and ``plots/``.
+main process writes ``results.csv``, ``results.md`` and ``plots/``; ``torchrun`` works too
+(CPU processes synchronise over gloo).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import hashlib
 import itertools
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -114,16 +115,27 @@ class Sweep:
                 yield cell
 
 
-def _process() -> tuple[int, int, Any]:
-    """(rank, world size, accelerate state or None): a single process unless launched by accelerate."""
+def _process() -> tuple[int, int, Callable[[], Any] | None]:
+    """(rank, world size, barrier): one process unless launched by ``accelerate launch`` or
+    ``torchrun`` (which set RANK and WORLD_SIZE)."""
     import os
 
-    if "ACCELERATE_MIXED_PRECISION" in os.environ or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, None
+    try:
         from accelerate import PartialState
 
         state = PartialState()
-        return state.process_index, state.num_processes, state
-    return 0, 1, None
+        if state.num_processes == world:  # accelerate set up the process group (e.g. multi-GPU)
+            return state.process_index, world, state.wait_for_everyone
+    except ImportError:
+        pass
+    import torch.distributed as dist
+
+    if not dist.is_initialized():  # CPU processes: accelerate leaves them alone; gloo works anywhere
+        dist.init_process_group("gloo")
+    return dist.get_rank(), world, dist.barrier
 
 
 def done_cells(out: Path) -> dict[str, dict[str, Any]]:
@@ -147,7 +159,7 @@ def run_sweep(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rank, world, state = _process()
+    rank, world, barrier = _process()
     done = done_cells(out)
     cells = [c for i, c in enumerate(sweep.cells()) if i % world == rank]
     todo = [c for c in cells if c["id"] not in done]
@@ -176,8 +188,8 @@ def run_sweep(
             row["passes"] = run.last.passes if run else None
             shard.write(json.dumps(row, default=str) + "\n")
             shard.flush()
-    if state is not None:
-        state.wait_for_everyone()
+    if barrier is not None:
+        barrier()
     if rank != 0:
         return []
     rows = [done_cells(out)[c["id"]] for c in sweep.cells() if c["id"] in done_cells(out)]

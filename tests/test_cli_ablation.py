@@ -261,3 +261,34 @@ def test_real_model_path_loads_a_local_diffusers_folder(tmp_path, image):
     with gk.guide(loaded.pipe, "alg") as run:
         loaded.pipe(image=image, num_inference_steps=3, output_type="latent", **kwargs)
     assert run.backend.name == "cogvideox" and run.last.passes == 2 * 3 + 1
+
+
+def test_sweep_shards_over_real_processes(tmp_path):
+    # Two processes launched by torchrun (as accelerate launch does on GPUs): each runs half the
+    # cells into its own shard, the main one waits for the other and writes the tables.
+    torchrun = Path(sys.executable).with_name("torchrun")
+    args = [
+        str(torchrun),
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "guidance_kit.cli",
+        "ablate",
+        "all-terms",
+        "--out",
+        str(tmp_path),
+        "--steps",
+        "2",
+        "--seeds",
+        "0",
+        "1",
+        "--images",
+        "tiny:0",
+        "--no-progress",
+        "--no-plots",
+    ]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("results:") == 1  # only the main process reports
+    assert [len((tmp_path / f"cells-{r}.jsonl").read_text().splitlines()) for r in (0, 1)] == [3, 3]
+    assert (tmp_path / "results.csv").read_text().count("\n") == 4
