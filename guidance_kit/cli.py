@@ -15,10 +15,10 @@ from guidance_kit.errors import GuidanceKitError
 from guidance_kit.recipe import Recipe
 
 
-def _recipe(value: str | None) -> Recipe | str | None:
-    """A recipe file path, a registered recipe name, or "none"."""
-    if value is None or value == "none":
-        return None if value == "none" else "alg"
+def _recipe(value: str) -> Recipe | str | None:
+    """A recipe file path, a registered recipe name, or "none" (no guidance)."""
+    if value == "none":
+        return None
     if Path(value).suffix.lower() in (".toml", ".yaml", ".yml", ".json"):
         return Recipe.load(value)
     registry.lookup("recipe", value)  # a clear error for an unknown name

@@ -25,7 +25,7 @@ class Farneback:
     def __init__(self, pyr_scale: float = 0.5, levels: int = 3, winsize: int = 15, iterations: int = 3):
         try:
             import cv2
-        except ImportError as exc:  # pragma: no cover - opencv is in the video extra
+        except ImportError as exc:  # pragma: no cover - opencv is a dependency
             raise GuidanceKitError(
                 "the farneback flow estimator needs opencv: pip install opencv-python-headless"
             ) from exc
