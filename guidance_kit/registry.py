@@ -226,11 +226,6 @@ def names(kind: str) -> list[str]:
     return sorted(tables()[kind])
 
 
-def owner(kind: str, name: str) -> str:
-    tables()
-    return _owners[kind][name]
-
-
 def list_registered() -> dict[str, dict[str, str]]:
     """Everything registered: ``{kind: {name: plugin that registered it}}``."""
     tables()

@@ -112,7 +112,3 @@ class GuidanceMode:
                 f"mode {self.name!r}: original_anchor=True needs filter_uncond=True "
                 "(with an unfiltered U the anchor is already the original image)"
             )
-
-    def extra_passes(self, cfg: bool) -> int:
-        """Denoiser passes per filtered step on top of the pipeline's own (1 for ALG with CFG)."""
-        return int(cfg and self.original_anchor)

@@ -190,3 +190,9 @@ def test_builtin_recipes_match_released_defaults():
     with pytest.raises(gk.UnknownNameError, match="unknown backend 'sora'"):
         get("alg", backend="sora")
     assert "alg@wan2.1" in gk.recipes.names()
+
+
+def test_mode_with_anchor_needs_filtered_uncond():
+    with pytest.raises(gk.InvalidParameterError, match="'odd': original_anchor=True needs filter_uncond=True"):
+        gk.GuidanceMode("odd", filter_cond=True, filter_uncond=False, original_anchor=True)
+    assert gk.get_mode("alg") == gk.GuidanceMode("alg", True, True, True, gk.get_mode("alg").description)
