@@ -1,8 +1,42 @@
-"""Exceptions raised by guidance_kit. Every message names the bad value and the valid choices."""
+"""Exceptions raised by guidance_kit. Every message names the bad field, value (shortened by
+:func:`shown`) or file, and the valid choices."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+MAX_SHOWN = 120  # characters of a user value a message may echo
+
+
+def shown(value: object, limit: int = MAX_SHOWN, depth: int = 6) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a message never echoes an unbounded value
+    (a YAML alias bomb expands to gigabytes), and containers are walked only as far as shown."""
+    try:
+        if not isinstance(value, list | dict | tuple | set):
+            text = repr(value)
+        else:
+            text = _shallow(value, limit, depth) if depth > 0 else "[...]"
+    except Exception:  # a repr that raises must not replace the real error
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _shallow(value: list | dict | tuple | set, limit: int, depth: int) -> str:
+    """repr of a container that stops once ``limit`` characters are written (no full walk)."""
+    parts: list[str] = []
+    size = 0
+    items = value.items() if isinstance(value, dict) else value
+    for item in items:
+        if isinstance(value, dict):
+            part = f"{shown(item[0], limit, depth - 1)}: {shown(item[1], limit, depth - 1)}"
+        else:
+            part = shown(item, limit, depth - 1)
+        parts.append(part)
+        size += len(part) + 2
+        if size > limit:
+            break
+    open_, close = {"list": "[]", "dict": "{}", "tuple": "()", "set": "{}"}.get(type(value).__name__, "[]")
+    return open_ + ", ".join(parts) + close
 
 
 class GuidanceKitError(Exception):
@@ -10,7 +44,7 @@ class GuidanceKitError(Exception):
 
 
 class InvalidParameterError(GuidanceKitError, ValueError):
-    """A filter, schedule or recipe parameter is outside its valid range."""
+    """A filter, schedule, recipe, sweep or call parameter is outside its valid range."""
 
 
 class UnknownNameError(GuidanceKitError, KeyError):
@@ -19,7 +53,7 @@ class UnknownNameError(GuidanceKitError, KeyError):
     def __init__(self, kind: str, name: object, choices: Iterable[str]):
         self.kind, self.name, self.choices = kind, name, sorted(choices)
         super().__init__(
-            f"unknown {kind} {name!r}; registered {kind}s: {', '.join(self.choices) or '(none)'}"
+            f"unknown {kind} {shown(name)}; registered {kind}s: {', '.join(self.choices) or '(none)'}"
         )
 
     def __str__(self) -> str:  # KeyError would repr() the message
@@ -27,8 +61,32 @@ class UnknownNameError(GuidanceKitError, KeyError):
 
 
 class PluginError(GuidanceKitError):
-    """A plugin failed to load, or registers a name another plugin already owns."""
+    """A plugin failed to load, registers something malformed, or a name another plugin owns."""
 
 
 class UnsupportedPipelineError(GuidanceKitError, TypeError):
     """No registered backend knows how to guide this pipeline."""
+
+
+class InputFileError(InvalidParameterError):
+    """An input file (recipe, sweep, image) is unreadable, too large or malformed."""
+
+
+class MissingFileError(GuidanceKitError, FileNotFoundError):
+    """An input file does not exist (or is a directory where a file is needed)."""
+
+
+class OutputError(GuidanceKitError):
+    """An output folder or file cannot be written, or was not written."""
+
+
+class NonFiniteVideoError(InvalidParameterError):
+    """A video holds NaN or infinite values: its metrics would be meaningless."""
+
+
+class ResumeMismatchError(GuidanceKitError):
+    """An ablation folder holds results computed with a different configuration."""
+
+
+class FolderLockedError(GuidanceKitError):
+    """Another process is writing ablation results into the same folder."""

@@ -15,9 +15,10 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from guidance_kit.errors import InvalidParameterError
+from guidance_kit.errors import InvalidParameterError, shown
 from guidance_kit.hookspecs import hookimpl
 from guidance_kit.types import Filter
+from guidance_kit.validators import check_number, number
 
 # Interpolation and conv kernels are not implemented for every low-precision dtype on every
 # device; low-precision inputs are filtered in float32 and cast back.
@@ -37,13 +38,6 @@ def _back(y: torch.Tensor, like: torch.Tensor, dtype: torch.dtype) -> torch.Tens
     return y.reshape(like.shape).to(dtype)
 
 
-def _in_range(name: str, value: float, lo: float, hi: float, lo_open: bool, what: str) -> None:
-    ok = (lo < value if lo_open else lo <= value) and value <= hi and not math.isnan(value)
-    if not ok:
-        interval = f"{'(' if lo_open else '['}{lo}, {hi}]"
-        raise InvalidParameterError(f"{name} must be in {interval} ({what}), got {value!r}")
-
-
 @attrs.frozen
 class DownUp(Filter):
     """Bilinear down-sampling by ``factor`` then back up: the authors' "down_up" filter.
@@ -54,18 +48,13 @@ class DownUp(Filter):
     """
 
     name: ClassVar[str] = "downup"
-    factor: float = attrs.field(converter=float)
-
-    @factor.validator
-    def _check(self, _: Any, value: float) -> None:
-        _in_range(
-            "DownUp factor",
-            value,
-            0.0,
-            1.0,
-            True,
-            "the resize factor; 1/factor is the paper's 'filter strength'",
-        )
+    factor: float = number(
+        "DownUp factor",
+        lo=0.0,
+        hi=1.0,
+        lo_open=True,
+        what="the resize factor; 1/factor is the paper's 'filter strength'",
+    )
 
     def factor_at(self, strength: float) -> float:
         return 1.0 - (1.0 - self.factor) * strength
@@ -114,24 +103,23 @@ class Gaussian(Filter):
     """
 
     name: ClassVar[str] = "gaussian"
-    sigma: float = attrs.field(converter=float)
+    sigma: float = number("Gaussian sigma", lo=0)
     kernel_size: int | float = attrs.field(default=0.02734375)
-
-    @sigma.validator
-    def _check_sigma(self, _: Any, value: float) -> None:
-        if not value >= 0 or math.isinf(value):
-            raise InvalidParameterError(f"Gaussian sigma must be a finite number >= 0, got {value!r}")
 
     @kernel_size.validator
     def _check_kernel(self, _: Any, value: int | float) -> None:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidParameterError(
-                f"Gaussian kernel_size must be an odd int or a float in (0, 1], got {value!r}"
+                f"Gaussian kernel_size must be an odd int or a float in (0, 1], got {shown(value)}"
             )
         if isinstance(value, int) and (value < 1 or value % 2 == 0):
-            raise InvalidParameterError(f"Gaussian kernel_size as an int must be odd and >= 1, got {value!r}")
+            raise InvalidParameterError(
+                f"Gaussian kernel_size as an int must be odd and >= 1, got {shown(value)}"
+            )
         if isinstance(value, float):
-            _in_range("Gaussian kernel_size fraction", value, 0.0, 1.0, True, "a fraction of the height H")
+            check_number(
+                "Gaussian kernel_size fraction", value, lo=0.0, hi=1.0, lo_open=True, what="of the height H"
+            )
 
     def kernel_size_for(self, height: int) -> int:
         if isinstance(self.kernel_size, int):
@@ -160,7 +148,8 @@ class Gaussian(Filter):
                 f"use kernel_size <= {2 * min(height, width) - 1}"
             )
         y, dtype = _as_images(x)
-        kernel = gaussian_kernel1d(k, sigma, y.dtype, y.device)
+        # float64: a subnormal sigma would be 0 in float32 and make the centre tap 0/0.
+        kernel = gaussian_kernel1d(k, sigma, torch.float64, y.device).to(y.dtype)
         y = F.pad(y, (pad, pad, pad, pad), mode="reflect")
         # The 2-D kernel is the outer product of the 1-D one, so two 1-D passes are exact.
         y = F.conv2d(y, kernel.view(1, 1, 1, k))
@@ -183,11 +172,14 @@ def butterworth_response(
     dtype: torch.dtype,
     device: torch.device,
 ) -> torch.Tensor:
-    """H_s(r) = 1 / (1 + (s * r / r_c)^(2n)) on the rfft2 grid, r = sqrt(fy^2 + fx^2) in cycles/sample."""
-    fy = torch.fft.fftfreq(height, dtype=dtype, device=device)
-    fx = torch.fft.rfftfreq(width, dtype=dtype, device=device)
-    r2 = fy[:, None] ** 2 + fx[None, :] ** 2
-    return 1.0 / (1.0 + (strength**2 * r2 / cutoff**2) ** order)
+    """H_s(r) = 1 / (1 + (s * r / r_c)^(2n)) on the rfft2 grid, r = sqrt(fy^2 + fx^2) in cycles/sample.
+
+    Computed as a float64 ratio s * r / r_c: squaring a tiny cutoff first underflows to 0 and
+    turns the DC term into 0/0 (an all-NaN video); the ratio only overflows to inf (response 0)."""
+    fy = torch.fft.fftfreq(height, dtype=torch.float64, device=device)
+    fx = torch.fft.rfftfreq(width, dtype=torch.float64, device=device)
+    ratio = strength * torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2) / cutoff
+    return (1.0 / (1.0 + ratio ** (2 * order))).to(dtype)
 
 
 @attrs.frozen
@@ -206,17 +198,11 @@ class Butterworth(Filter):
     """
 
     name: ClassVar[str] = "butterworth"
-    cutoff: float = attrs.field(converter=float)
-    order: int = attrs.field(default=2)
-
-    @cutoff.validator
-    def _check_cutoff(self, _: Any, value: float) -> None:
-        _in_range("Butterworth cutoff", value, 0.0, 0.5, True, "cycles per sample; 0.5 is Nyquist")
-
-    @order.validator
-    def _check_order(self, _: Any, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InvalidParameterError(f"Butterworth order must be an int >= 1, got {value!r}")
+    cutoff: float = number(
+        "Butterworth cutoff", lo=0.0, hi=0.5, lo_open=True, what="cycles per sample; 0.5 is Nyquist"
+    )
+    # Beyond order 64 the response is a brick wall to float precision.
+    order: int = number("Butterworth order", default=2, lo=1, hi=64, integer=True)
 
     def apply(self, x: torch.Tensor, strength: float) -> torch.Tensor:
         y, dtype = _as_images(x)

@@ -10,25 +10,12 @@ import attrs
 from guidance_kit.errors import InvalidParameterError
 from guidance_kit.hookspecs import hookimpl
 from guidance_kit.types import Schedule
+from guidance_kit.validators import number
 
 
-def _unit(name: str):
-    """attrs validator: a finite float in [0, 1]."""
-
-    def check(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-        if not 0.0 <= value <= 1.0:
-            raise InvalidParameterError(
-                f"{type(instance).__name__} {attribute.name} must be in [0, 1] ({name}), got {value!r}"
-            )
-
-    return check
-
-
-def _window_end(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not 0.0 < value <= 1.0:
-        raise InvalidParameterError(
-            f"{type(instance).__name__} end must be in (0, 1] (progress where the ramp ends), got {value!r}"
-        )
+def _unit(label: str, what: str, default: float) -> Any:
+    """A float field in [0, 1]."""
+    return number(label, default=default, lo=0, hi=1, what=what)
 
 
 @attrs.frozen
@@ -39,8 +26,8 @@ class StepSwitch(Schedule):
     """
 
     name: ClassVar[str] = "step_switch"
-    start: float = attrs.field(default=0.0, converter=float, validator=_unit("progress"))
-    end: float = attrs.field(default=0.1, converter=float, validator=_unit("progress"))
+    start: float = _unit("StepSwitch start", "progress", 0.0)
+    end: float = _unit("StepSwitch end", "progress", 0.1)
 
     def __attrs_post_init__(self) -> None:
         if self.start > self.end:
@@ -57,9 +44,11 @@ class Linear(Schedule):
     """Linear from ``start_weight`` at p=0 to ``end_weight`` at p=end, then ``end_weight``."""
 
     name: ClassVar[str] = "linear"
-    start_weight: float = attrs.field(default=1.0, converter=float, validator=_unit("strength"))
-    end_weight: float = attrs.field(default=0.0, converter=float, validator=_unit("strength"))
-    end: float = attrs.field(default=1.0, converter=float, validator=_window_end)
+    start_weight: float = _unit("Linear start_weight", "strength", 1.0)
+    end_weight: float = _unit("Linear end_weight", "strength", 0.0)
+    end: float = number(
+        "Linear end", default=1.0, lo=0, hi=1, lo_open=True, what="progress where the ramp ends"
+    )
 
     def at(self, p: float) -> float:
         if p >= self.end:
@@ -72,9 +61,11 @@ class Cosine(Schedule):
     """Half-cosine annealing from ``start_weight`` at p=0 to ``end_weight`` at p=end, then ``end_weight``."""
 
     name: ClassVar[str] = "cosine"
-    start_weight: float = attrs.field(default=1.0, converter=float, validator=_unit("strength"))
-    end_weight: float = attrs.field(default=0.0, converter=float, validator=_unit("strength"))
-    end: float = attrs.field(default=1.0, converter=float, validator=_window_end)
+    start_weight: float = _unit("Cosine start_weight", "strength", 1.0)
+    end_weight: float = _unit("Cosine end_weight", "strength", 0.0)
+    end: float = number(
+        "Cosine end", default=1.0, lo=0, hi=1, lo_open=True, what="progress where the ramp ends"
+    )
 
     def at(self, p: float) -> float:
         if p >= self.end:
@@ -88,12 +79,7 @@ class Exponential(Schedule):
     """exp(-rate * p): full strength at the first step, decaying over the run."""
 
     name: ClassVar[str] = "exponential"
-    rate: float = attrs.field(default=5.0, converter=float)
-
-    @rate.validator
-    def _check(self, _: Any, value: float) -> None:
-        if not 0.0 <= value < math.inf:
-            raise InvalidParameterError(f"Exponential rate must be a finite number >= 0, got {value!r}")
+    rate: float = number("Exponential rate", default=5.0, lo=0)
 
     def at(self, p: float) -> float:
         return math.exp(-self.rate * p)
@@ -104,7 +90,7 @@ class Constant(Schedule):
     """The same strength at every step (``Constant(1.0)`` is the naive "blur for all steps" ablation)."""
 
     name: ClassVar[str] = "constant"
-    value: float = attrs.field(default=1.0, converter=float, validator=_unit("strength"))
+    value: float = _unit("Constant value", "strength", 1.0)
 
     def at(self, p: float) -> float:
         return self.value
