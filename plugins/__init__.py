@@ -1,5 +1,6 @@
 """Built-in guidance_kit plugins: filters, schedules, guidance modes, backends and recipes.
 
-Each module is registered through the ``guidance_kit`` entry-point group, the same path a
-third-party package uses.
+Each module implements the same hooks a third-party plugin does and is registered directly
+(``guidance_kit.registry.BUILTIN_PLUGINS``); third-party plugins come through the
+``guidance_kit`` entry-point group.
 """

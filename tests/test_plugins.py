@@ -8,12 +8,14 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import tomllib
 
 import guidance_kit as gk
 from guidance_kit import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "plugin_package"
+ENTRY_POINT_GROUP_KEY = registry.ENTRY_POINT_GROUP
 
 PROBE = textwrap.dedent(
     """
@@ -73,7 +75,7 @@ def fake_distribution(site: Path, name: str, entry_points: dict[str, str], modul
         (site / f"{module}.py").write_text(textwrap.dedent(source))
 
 
-def test_builtins_come_through_the_entry_point_group():
+def test_builtins_are_one_static_list_not_entry_points():
     listed = gk.list_registered()
     assert listed["filter"] == {"butterworth": "filters", "downup": "filters", "gaussian": "filters"}
     assert set(listed["backend"]) == {
@@ -85,8 +87,16 @@ def test_builtins_come_through_the_entry_point_group():
         "ltx-video",
         "svd",
     }
-    names = {ep.name for ep in registry.entry_points(group=registry.ENTRY_POINT_GROUP)}
-    assert {"filters", "schedules", "modes", "backends", "recipes"} <= names
+    assert {name for name, _ in registry.BUILTIN_PLUGINS} == {
+        "filters",
+        "schedules",
+        "modes",
+        "backends",
+        "recipes",
+        "flow",
+    }
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert ENTRY_POINT_GROUP_KEY not in project.get("entry-points", {})
 
 
 def test_example_package_is_discovered_through_its_entry_point(example_site):
@@ -194,3 +204,139 @@ def test_register_duplicate_at_run_time_raises_and_leaves_registry_unchanged():
         gk.register_plugin(Clash(), name="clash")
     assert gk.list_registered() == before
     assert gk.plugin_errors() == []
+
+
+BAD_PLUGINS = {
+    # entry point name -> module source: each must be skipped, named, and leave the built-ins alone
+    "filters": """
+        import guidance_kit as gk
+
+        @gk.hookimpl
+        def register_filters():
+            return []
+    """,
+    "numbers": """
+        import guidance_kit as gk
+
+        @gk.hookimpl
+        def register_filters():
+            return [42]
+    """,
+    "text": """
+        import guidance_kit as gk
+
+        @gk.hookimpl
+        def register_schedules():
+            return "step_switch"
+    """,
+    "nameless": """
+        import attrs
+        import guidance_kit as gk
+
+        @attrs.frozen
+        class Nameless(gk.Filter):
+            def apply(self, x, strength):
+                return x
+
+        @gk.hookimpl
+        def register_filters():
+            return [Nameless]
+    """,
+    "typo": """
+        import guidance_kit as gk
+
+        @gk.hookimpl
+        def register_filter():
+            return []
+    """,
+}
+
+
+def test_bad_plugins_are_isolated_named_once_and_builtins_keep_working(tmp_path):
+    fake_distribution(
+        tmp_path,
+        "bad-gk-plugins",
+        {name: f"bad_{name}" for name in BAD_PLUGINS},
+        {f"bad_{name}": source for name, source in BAD_PLUGINS.items()},
+    )
+    result = probe(tmp_path)
+    assert result["listed"]["filter"] == {
+        "butterworth": "filters",
+        "downup": "filters",
+        "gaussian": "filters",
+    }
+    assert "step_switch" in result["listed"]["schedule"] and "alg" in result["listed"]["recipe"]
+    errors = result["errors"]
+    assert len(errors) == len(BAD_PLUGINS) and len(result["warnings"]) == len(BAD_PLUGINS)  # once each
+
+    def error_for(name: str) -> str:
+        (found,) = [e for e in errors if f"'{name}' from bad-gk-plugins" in e or f"plugin '{name}':" in e]
+        return found
+
+    assert "belongs to a built-in plugin" in error_for("filters")
+    assert "bad filter at index 0: 42 is not a class" in error_for("numbers")
+    assert "returned 'step_switch' of type str, not a list" in error_for("text")
+    assert "Nameless" in error_for("nameless") and "no string name" in error_for("nameless")
+    assert "unknown hook(s) ['register_filter']" in error_for("typo")
+
+
+def test_registry_is_built_once_per_process(tmp_path):
+    fake_distribution(tmp_path, "broken3", {"broken3": "broken3_mod"}, {"broken3_mod": "1/0"})
+    code = textwrap.dedent(
+        """
+        import json, warnings
+        import pluggy
+        managers = []
+        init = pluggy.PluginManager.__init__
+        pluggy.PluginManager.__init__ = lambda self, *a, **k: managers.append(1) or init(self, *a, **k)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            import guidance_kit as gk
+            gk.recipes.get("alg", backend="wan2.1")
+            errors = gk.plugin_errors()
+        print(json.dumps([len(managers), errors, len(caught)]))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    managers, errors, warned = json.loads(out.stdout.strip().splitlines()[-1])
+    assert managers == 1 and len(errors) == 1 and warned == 1 and "broken3" in errors[0]
+
+
+class _Named:
+    name = "x"
+
+
+@pytest.mark.parametrize(
+    "hook,result,message",
+    [
+        ("register_filters", [42], "bad filter at index 0: 42 is not a class"),
+        ("register_filters", "downup", "returned 'downup' of type str, not a list"),
+        ("register_schedules", [_Named], "class _Named is not an attrs subclass of Schedule"),
+        ("register_recipes", [object()], "is not a RecipeEntry"),
+        ("register_modes", None, None),  # None is an empty contribution, not an error
+    ],
+)
+def test_register_plugin_with_malformed_results_raises_and_leaves_registry_unchanged(hook, result, message):
+    plugin = type("Bad", (), {hook: staticmethod(gk.hookimpl(lambda: result))})
+    before = gk.list_registered()
+    if message is None:
+        gk.register_plugin(plugin, name="empty")
+        gk.unregister_plugin("empty")
+    else:
+        with pytest.raises(gk.PluginError, match=f"'bad'.*{message}"):
+            gk.register_plugin(plugin, name="bad")
+        assert not registry.plugin_manager().has_plugin("bad")
+    assert gk.list_registered() == before and gk.plugin_errors() == []
+    assert gk.get_filter("downup", factor=0.5).factor == 0.5
+
+
+def test_register_plugin_with_a_typo_hook_is_refused():
+    class Typo:
+        @gk.hookimpl
+        def register_filter(self):
+            return []
+
+    with pytest.raises(gk.PluginError, match=r"unknown hook\(s\) \['register_filter'\]"):
+        gk.register_plugin(Typo(), name="typo")
+    assert not registry.plugin_manager().has_plugin("typo")
