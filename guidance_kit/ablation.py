@@ -9,20 +9,21 @@ A sweep file (TOML or YAML)::
     images = ["tiny:0", "photo.png"]
     prompts = ["a dog runs on the beach"]
     recipe = "alg"                   # base recipe: a registered name or an inline table
+    baseline = "window 0-6%"         # the cell the others are compared with (default: the first)
 
     [grid]                           # dotted keys into the recipe; "recipe" picks whole recipes
-    "schedule.end" = [0.0, 0.06, 0.1, 0.2]
+    "schedule.end" = [0.02, 0.06, 0.1, { value = 0.2, label = "released default" }]
 
 Every cell (grid point, image, prompt, seed) appends one JSON line to ``cells-<rank>.jsonl`` in
 the output folder as soon as it is done, so an interrupted sweep resumes where it stopped.
 Launched with ``accelerate launch``, cells are sharded round-robin across processes and the
-main process writes ``results.csv``, ``results.md`` and ``plots/``; ``torchrun`` works too
-(CPU processes synchronise over gloo).
+main process writes the report (:mod:`guidance_kit.report`): ``results.csv``, ``results.jsonl``,
+``results.md``, ``results.html`` and ``plots/``; ``torchrun`` works too (CPU processes
+synchronise over gloo).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import itertools
 import json
@@ -33,9 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import numpy as np
 
-from guidance_kit import metrics, recipes
+from guidance_kit import metrics, recipes, report
 from guidance_kit.errors import InvalidParameterError
 from guidance_kit.generate import DEFAULT_MODEL, generate, load, load_image
 from guidance_kit.recipe import Recipe, read_mapping
@@ -56,6 +56,7 @@ class Sweep:
     description: str = ""
     paper: dict[str, Any] = attrs.Factory(dict)
     call: dict[str, Any] = attrs.Factory(dict)  # extra pipeline call arguments (guidance_scale, ...)
+    baseline: str | None = None  # the label of the cell the report compares the others with
 
     @classmethod
     def load(cls, path: str | Path) -> Sweep:
@@ -74,6 +75,7 @@ class Sweep:
         sweep = cls(**{**data, "grid": dict(grid)})
         for cell in sweep.cells():  # validate every recipe before running anything
             sweep.recipe_for(cell["params"])
+        report.baseline_index(sweep, report.cell_labels(sweep))
         return sweep
 
     def base_recipe(self) -> dict[str, Any]:
@@ -104,9 +106,7 @@ class Sweep:
         return Recipe.from_dict(data)
 
     def cells(self) -> Iterator[dict[str, Any]]:
-        keys = list(self.grid)
-        for values in itertools.product(*(self.grid[k] for k in keys)):
-            params = dict(zip(keys, values))
+        for params, _ in report.grid_points(self.grid):  # labels are for people, not part of a cell
             for image, prompt, seed in itertools.product(self.images, self.prompts, self.seeds):
                 cell = {"params": params, "image": image, "prompt": prompt, "seed": seed}
                 cell["id"] = hashlib.sha1(json.dumps(cell, sort_keys=True, default=str).encode()).hexdigest()[
@@ -193,103 +193,12 @@ def run_sweep(
     if rank != 0:
         return []
     rows = [done_cells(out)[c["id"]] for c in sweep.cells() if c["id"] in done_cells(out)]
-    write_tables(sweep, rows, out)
-    if plots:
-        write_plots(sweep, rows, out)
+    report.write_report(sweep, rows, out, plots=plots)
     return rows
 
 
 def _image_size(loaded: Any) -> int:
     return loaded.kwargs.get("height", 512) if loaded is not None and loaded.tiny else 512
-
-
-METRICS = ("dynamic", "flow_score", "motion", "sharpness", "flicker", "first_frame_psnr", "first_frame_ssim")
-
-
-def aggregate(sweep: Sweep, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per grid point: metric means over images, prompts and seeds ("dynamic" is then
-    the dynamic degree)."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(json.dumps(row["params"], sort_keys=True, default=str), []).append(row)
-    table = []
-    for members in groups.values():
-        params = members[0]["params"]
-        entry = {**{k: _label(params[k]) for k in sweep.grid}, "videos": len(members)}
-        for metric in METRICS:
-            values = [m[metric] for m in members if m.get(metric) is not None and np.isfinite(m[metric])]
-            entry[metric] = float(np.mean(values)) if values else float("nan")
-        entry["passes"] = members[0].get("passes")
-        table.append(entry)
-    return table
-
-
-def _label(value: Any) -> Any:
-    return json.dumps(value, sort_keys=True) if isinstance(value, Mapping) else value
-
-
-def write_tables(sweep: Sweep, rows: list[dict[str, Any]], out: Path) -> None:
-    table = aggregate(sweep, rows)
-    if not table:
-        return
-    columns = list(table[0])
-    with (out / "results.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, columns)
-        writer.writeheader()
-        writer.writerows(table)
-    lines = [f"# {sweep.name}", "", sweep.description, "", "| " + " | ".join(columns) + " |"]
-    lines.append("|" + "---|" * len(columns))
-    for entry in table:
-        lines.append("| " + " | ".join(_fmt(entry[c]) for c in columns) + " |")
-    if sweep.paper:
-        lines += ["", "Paper reference:", ""] + [f"- {k}: {v}" for k, v in sweep.paper.items()]
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def write_plots(sweep: Sweep, rows: list[dict[str, Any]], out: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    table = aggregate(sweep, rows)
-    folder = out / "plots"
-    folder.mkdir(exist_ok=True)
-    written = []
-    for key in sweep.grid:
-        xs = [entry[key] for entry in table]
-        numeric = all(isinstance(x, int | float) and not isinstance(x, bool) for x in xs)
-        fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
-        for ax, metric in zip(axes, ("dynamic", "motion", "sharpness")):
-            ys = [entry[metric] for entry in table]
-            if numeric:
-                order = np.argsort(xs)
-                ax.plot(np.asarray(xs)[order], np.asarray(ys)[order], marker="o")
-            else:
-                ax.bar([str(x) for x in xs], ys)
-                ax.tick_params(axis="x", rotation=30)
-            ax.set_xlabel(key)
-            ax.set_ylabel("dynamic degree" if metric == "dynamic" else metric)
-        fig.suptitle(sweep.name)
-        fig.tight_layout()
-        path = folder / f"{key.replace('.', '_')}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
-    fig, ax = plt.subplots(figsize=(5, 4))
-    ax.scatter([r["first_frame_psnr"] for r in rows], [r["motion"] for r in rows], s=12)
-    ax.set_xlabel("first-frame PSNR (dB)")
-    ax.set_ylabel("motion (px / frame)")
-    ax.set_title(f"{sweep.name}: motion vs fidelity")
-    fig.tight_layout()
-    path = folder / "motion_vs_fidelity.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return [*written, path]
 
 
 def builtin_sweeps() -> dict[str, Path]:

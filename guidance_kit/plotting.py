@@ -1,4 +1,5 @@
-"""Plots: a recipe's strength per step, and its filter at several strengths (image and spectrum)."""
+"""Plots: a recipe's strength per step, its filter at several strengths (image and spectrum), and
+an ablation's cells (means with standard-error bars, one labelled point or bar per cell)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def _pyplot() -> Any:
 def plot_schedule(recipe: Recipe, steps: int, path: str | Path, trace: Sequence[Any] | None = None) -> Path:
     """Strength per denoising step (and, with a trace, the passes each step cost)."""
     plt = _pyplot()
-    strengths = [recipe.schedule(i, steps) for i in range(steps)]
+    strengths = _strengths(recipe, steps)
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.step(range(steps), strengths, where="mid", label="strength")
     ax.set_xlabel("denoising step")
@@ -39,11 +40,124 @@ def plot_schedule(recipe: Recipe, steps: int, path: str | Path, trace: Sequence[
     ax.set_title(
         f"{recipe.schedule.name} {recipe.schedule.params()}  ({recipe.mode}, {recipe.space})", fontsize=8
     )
-    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _strengths(recipe: Recipe | None, steps: int) -> list[float]:
+    """The strength per step, 0 where the filter does nothing (e.g. down/up factor 1)."""
+    if recipe is None:
+        return [0.0] * steps
+    strengths = [recipe.schedule(i, steps) for i in range(steps)]
+    return [0.0 if recipe.filter.is_identity(s) else s for s in strengths]
+
+
+def _save(fig: Any, path: str | Path) -> Path:
     path = Path(path)
+    fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _pyplot().close(fig)
     return path
+
+
+def _errors(estimates: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Means and standard errors of report estimates (0 where a cell has one video)."""
+    means = np.array([e.mean for e in estimates], dtype=float)
+    return means, np.nan_to_num(np.array([e.se for e in estimates], dtype=float))
+
+
+def plot_tradeoff(
+    labels: Sequence[str],
+    x: Sequence[Any],
+    y: Sequence[Any],
+    path: str | Path,
+    xlabel: str,
+    ylabel: str,
+    baseline: int = 0,
+    title: str = "",
+) -> Path:
+    """One labelled point per cell at its means, with standard-error bars on both axes."""
+    plt = _pyplot()
+    (xm, xe), (ym, ye) = _errors(x), _errors(y)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for i, label in enumerate(labels):
+        marker = "s" if i == baseline else "o"
+        ax.errorbar(xm[i], ym[i], xerr=xe[i], yerr=ye[i], fmt=marker, capsize=3, label=label, markersize=7)
+        ax.annotate(label, (xm[i], ym[i]), textcoords="offset points", xytext=(6, 5), fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="best", title="cell (square: baseline)", title_fontsize=8)
+    return _save(fig, path)
+
+
+def plot_metrics_vs_parameter(
+    xs: Sequence[float],
+    series: dict[str, Sequence[Any]],
+    path: str | Path,
+    xlabel: str,
+    references: dict[str, Sequence[Any]] | None = None,
+    title: str = "",
+) -> Path:
+    """One panel per metric: the mean (± standard error) along the swept parameter; each
+    ``references`` cell (e.g. the unfiltered baseline) as a horizontal line with its band."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series), 3.6), squeeze=False)
+    for j, (ax, (metric, estimates)) in enumerate(zip(axes[0], series.items())):
+        means, errors = _errors(estimates)
+        ax.errorbar(xs, means, yerr=errors, marker="o", capsize=3, label="swept")
+        for k, (label, values) in enumerate((references or {}).items()):
+            mean, error = _errors([values[j]])
+            color = f"C{k + 1}"
+            ax.axhline(mean[0], color=color, linestyle="--", label=label)
+            ax.axhspan(mean[0] - error[0], mean[0] + error[0], color=color, alpha=0.15)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(metric)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def plot_metrics_per_cell(
+    labels: Sequence[str],
+    series: dict[str, Sequence[Any]],
+    path: str | Path,
+    baseline: int = 0,
+    title: str = "",
+) -> Path:
+    """One panel per metric: a bar per cell at its mean with a standard-error bar; the baseline hatched."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(
+        1, len(series), figsize=(max(4.0, 0.7 * len(labels) + 1.5) * len(series), 4.2), squeeze=False
+    )
+    positions = np.arange(len(labels))
+    for ax, (metric, estimates) in zip(axes[0], series.items()):
+        means, errors = _errors(estimates)
+        bars = ax.bar(positions, means, yerr=errors, capsize=3, color=[f"C{i}" for i in positions])
+        bars[baseline].set_hatch("//")
+        ax.set_xticks(positions, labels, rotation=35, ha="right", fontsize=8)
+        ax.set_ylabel(metric)
+    fig.suptitle(f"{title} (hatched: baseline)", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_schedules(
+    labels: Sequence[str], recipes: Sequence[Recipe | None], steps: int, path: str | Path
+) -> Path:
+    """Filter strength per denoising step, one small panel per cell (None: the plain pipeline)."""
+    plt = _pyplot()
+    columns = min(len(labels), 3)
+    rows = -(-len(labels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.2 * rows), squeeze=False, sharey=True)
+    for ax, label, recipe in zip(axes.flat, labels, recipes):
+        ax.step(range(steps), _strengths(recipe, steps), where="mid")
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("denoising step", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("strength", fontsize=8)
+    for ax in list(axes.flat)[len(labels) :]:
+        ax.axis("off")
+    return _save(fig, path)
 
 
 def radial_power(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -75,10 +189,7 @@ def plot_filter(
         ax.set_title(f"s = {s:g}", fontsize=9)
         ax.axis("off")
     fig.suptitle(f"{recipe.filter.name} {recipe.filter.params()}", fontsize=9)
-    fig.tight_layout()
-    images_path = folder / "filtered.png"
-    fig.savefig(images_path, dpi=100)
-    plt.close(fig)
+    images_path = _save(fig, folder / "filtered.png")
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for s, img in zip(strengths, filtered):
         freq, power = radial_power(img)
@@ -87,8 +198,5 @@ def plot_filter(
     ax.set_ylabel("power")
     ax.legend(fontsize=8)
     ax.set_title(f"spectrum: {recipe.filter.name}", fontsize=9)
-    fig.tight_layout()
-    spectrum_path = folder / "spectrum.png"
-    fig.savefig(spectrum_path, dpi=100)
-    plt.close(fig)
+    spectrum_path = _save(fig, folder / "spectrum.png")
     return [images_path, spectrum_path]

@@ -146,9 +146,9 @@ def test_sweep_writes_tables_plots_and_resumes(tmp_path, monkeypatch):
     assert [r["params"]["recipe"] for r in rows] == ["none", "alg", "naive-blur"]
     assert [r["passes"] for r in rows] == [None, 7, 6]  # ALG adds one pass in its window; replace none
     table = (tmp_path / "results.md").read_text()
-    assert "| recipe | videos | dynamic |" in table and "naive-blur" in table
+    assert "| plain pipeline (baseline) | 1 |" in table and "| naive-blur | 1 |" in table
     assert (tmp_path / "results.csv").read_text().count("\n") == 4
-    assert (tmp_path / "plots" / "recipe.png").exists() and (
+    assert (tmp_path / "plots" / "metrics.png").exists() and (
         tmp_path / "plots" / "motion_vs_fidelity.png"
     ).exists()
 
@@ -212,7 +212,7 @@ def test_ablate_command(tmp_path, capsys):
     ]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "| schedule.end | filter.factor |" in out and "+29%" in out
+    assert "| down/up 1/1.6 | 1 |" in out and "+29%" in out
 
 
 @pytest.mark.parametrize(
