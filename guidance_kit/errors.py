@@ -39,6 +39,12 @@ def _shallow(value: list | dict | tuple | set, limit: int, depth: int) -> str:
     return open_ + ", ".join(parts) + close
 
 
+def brief(text: object, limit: int = 300) -> str:
+    """A message (e.g. a parser's) on one line, cut to ``limit`` characters."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 class GuidanceKitError(Exception):
     """Base class of every guidance_kit error."""
 

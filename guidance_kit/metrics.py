@@ -21,7 +21,8 @@ import torch
 from scipy import ndimage
 
 from guidance_kit import registry
-from guidance_kit.errors import InvalidParameterError
+from guidance_kit.errors import InvalidParameterError, NonFiniteVideoError, brief
+from guidance_kit.validators import check_number
 
 
 class FlowEstimator(Protocol):
@@ -33,25 +34,65 @@ class FlowEstimator(Protocol):
     def __call__(self, first: np.ndarray, second: np.ndarray) -> np.ndarray: ...
 
 
+# Float frames may overshoot [0, 1] by rounding in a decoder; anything further is another range.
+RANGE_TOLERANCE = 1e-3
+
+
 def as_frames(video: Any) -> np.ndarray:
-    """Frames as float32 ``[T, H, W, 3]`` in [0, 1]."""
+    """Frames as float32 ``[T, H, W, 3]`` in [0, 1].
+
+    Accepts uint8 in [0, 255] or floats in [0, 1]; other dtypes and ranges ([0, 255] floats,
+    [-1, 1], uint16, int64) are refused rather than clipped into a meaningless score, and a video
+    with NaN or inf values raises :class:`NonFiniteVideoError`.
+    """
     if isinstance(video, list | tuple) and video and hasattr(video[0], "convert"):  # PIL images
         video = np.stack([np.asarray(frame.convert("RGB")) for frame in video])
     if isinstance(video, torch.Tensor):
-        array = video.detach().cpu().float().numpy()
+        if video.is_complex():
+            raise InvalidParameterError(f"a video must be real-valued, got dtype {video.dtype}")
+        array = video.detach().cpu()
+        array = (array.float() if array.is_floating_point() else array).numpy()
         if array.ndim == 4 and array.shape[1] in (1, 3) and array.shape[-1] not in (1, 3):
             array = array.transpose(0, 2, 3, 1)  # [T, C, H, W] -> [T, H, W, C]
     else:
-        array = np.asarray(video)
-    if array.ndim != 4 or array.shape[-1] not in (1, 3):
+        try:
+            array = np.asarray(video)
+        except (ValueError, TypeError) as exc:  # ragged frames
+            raise InvalidParameterError(
+                f"a video must be an array of equal-sized frames: {brief(exc)}"
+            ) from None
+    if array.ndim != 4 or array.shape[-1] not in (1, 3) or 0 in array.shape:
         raise InvalidParameterError(
-            f"a video must be [T, H, W, C] or [T, C, H, W] with C in (1, 3), got shape {array.shape}"
+            f"a video must be [T, H, W, C] or [T, C, H, W] with C in (1, 3) and no empty axis, got shape {array.shape}"
         )
     if array.dtype == np.uint8:
         array = array.astype(np.float32) / 255.0
+    elif np.issubdtype(array.dtype, np.floating):
+        array = _checked_float(array)
+    else:
+        raise InvalidParameterError(
+            f"a video must be uint8 in [0, 255] or float in [0, 1], got dtype {array.dtype}; "
+            "convert it first (e.g. uint16: x / 65535)"
+        )
     if array.shape[-1] == 1:
         array = np.repeat(array, 3, axis=-1)
     return np.clip(array.astype(np.float32), 0.0, 1.0)
+
+
+def _checked_float(array: np.ndarray) -> np.ndarray:
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = int(array.size - finite.sum())
+        raise NonFiniteVideoError(
+            f"the video has {bad} NaN or infinite values of {array.size}: its metrics are undefined"
+        )
+    low, high = float(array.min()), float(array.max())
+    if low < -RANGE_TOLERANCE or high > 1.0 + RANGE_TOLERANCE:
+        hint = "divide [0, 255] frames by 255" if high > 1.5 else "map [-1, 1] frames with (x + 1) / 2"
+        raise InvalidParameterError(
+            f"float video frames must be in [0, 1], got values in [{low:.4g}, {high:.4g}]; {hint}"
+        )
+    return array
 
 
 def flow_estimator(name: str = "farneback", **params: Any) -> FlowEstimator:
@@ -63,7 +104,7 @@ def sample_frames(frames: np.ndarray, fps: float | None) -> np.ndarray:
     """VBench samples about 8 frames per second before measuring flow."""
     if fps is None:
         return frames
-    step = max(1, round(fps / 8))
+    step = max(1, round(check_number("fps", fps, lo=0, lo_open=True) / 8))
     return frames[::step]
 
 
@@ -150,6 +191,7 @@ def sharpness(video: Any, cutoff: float = 0.25) -> list[float]:
     """Per frame: share of the (mean-removed) spectral energy above ``cutoff`` cycles/pixel.
 
     The blur that naive low-pass guidance leaves in the output lowers it."""
+    cutoff = check_number("sharpness cutoff", cutoff, lo=0, hi=0.75, what="cycles per pixel")
     frames = as_frames(video).mean(axis=-1)
     fy = np.fft.fftfreq(frames.shape[1])[:, None]
     fx = np.fft.fftfreq(frames.shape[2])[None, :]

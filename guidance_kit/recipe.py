@@ -20,10 +20,22 @@ import tomllib
 import yaml
 
 from guidance_kit import registry
-from guidance_kit.errors import InvalidParameterError, UnknownNameError
+from guidance_kit.errors import (
+    GuidanceKitError,
+    InputFileError,
+    InvalidParameterError,
+    MissingFileError,
+    UnknownNameError,
+    brief,
+    shown,
+)
 from guidance_kit.types import Filter, GuidanceMode, Schedule
 
 SPACES = ("latent", "pixel")
+FORMATS = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml", ".json": "yaml"}  # JSON is YAML
+# Recipe and sweep files are a few hundred bytes; the bounds make a hostile file fail fast.
+MAX_FILE_BYTES = 1 << 20
+MAX_DEPTH = 32
 
 
 def get_filter(name: str, **params: Any) -> Filter:
@@ -40,18 +52,24 @@ def get_mode(name: str) -> GuidanceMode:
     return registry.lookup("mode", name)
 
 
-def _build(kind: str, name: str, params: Mapping[str, Any]) -> Any:
+def _build(kind: str, name: Any, params: Mapping[str, Any]) -> Any:
+    if not isinstance(name, str):
+        raise InvalidParameterError(f"a {kind} name must be a string, got {shown(name)}")
     cls = registry.lookup(kind, name)
     valid = [a.name for a in attrs.fields(cls)]
-    unknown = sorted(set(params) - set(valid))
+    unknown = sorted(shown(k) if not isinstance(k, str) else k for k in set(params) - set(valid))
     if unknown:
         raise InvalidParameterError(
             f"{kind} {name!r} has no parameter(s) {unknown}; valid parameters: {valid}"
         )
     try:
         return cls(**params)
-    except TypeError as exc:  # a missing required parameter
-        raise InvalidParameterError(f"{kind} {name!r}: {exc}; valid parameters: {valid}") from None
+    except GuidanceKitError:
+        raise
+    except Exception as exc:  # a missing parameter, or a plugin's own check
+        raise InvalidParameterError(
+            f"{kind} {name!r}: {type(exc).__name__}: {brief(exc, 300)}; valid parameters: {valid}"
+        ) from None
 
 
 def _component(kind: str, base: type) -> Any:
@@ -60,7 +78,7 @@ def _component(kind: str, base: type) -> Any:
             params = dict(value)
             if "name" not in params:
                 raise InvalidParameterError(
-                    f"a {kind} given as a mapping needs a 'name' key, got {dict(value)!r}"
+                    f"a {kind} given as a mapping needs a 'name' key, got {shown(value)}"
                 )
             return _build(kind, params.pop("name"), params)
         if isinstance(value, str):
@@ -71,39 +89,109 @@ def _component(kind: str, base: type) -> Any:
         if not isinstance(value, base):
             raise InvalidParameterError(
                 f"recipe {attribute.name} must be a {base.__name__} or a mapping with a registered name "
-                f"({', '.join(registry.names(kind))}), got {value!r}"
+                f"({', '.join(registry.names(kind))}), got {shown(value)}"
             )
 
     return attrs.field(converter=convert, validator=validate)
 
 
-def read_mapping(path: str | Path, what: str) -> dict[str, Any]:
-    """A ``.toml``, ``.yaml``/``.yml`` or ``.json`` file (``what``: recipe, sweep) as a dict."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix not in (".toml", ".yaml", ".yml", ".json"):
-        raise InvalidParameterError(
-            f"{what} file {path} must end in .toml, .yaml, .yml or .json, got {suffix!r}"
-        )
-    text = path.read_text()
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases (a 500-byte alias bomb expands to gigabytes), with
+    a nesting limit (deep nesting overflows the recursive composer) and no duplicate keys (the
+    last one would win silently)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed", mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    duplicate = key in seen
+                except TypeError:  # unhashable: the base class reports it
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {shown(key)}", key_node.start_mark
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed data, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth <= MAX_DEPTH and isinstance(item, Mapping | list):
+            stack.extend(
+                (child, depth + 1) for child in (item.values() if isinstance(item, Mapping) else item)
+            )
+    return deepest
+
+
+def parse_mapping(text: str, fmt: str, source: str) -> dict[str, Any]:
+    """``text`` in ``fmt`` ("toml" or "yaml") as a dict; ``source`` names it in errors."""
+    if len(text) > MAX_FILE_BYTES:
+        raise InputFileError(f"{source} is {len(text)} characters; the limit is {MAX_FILE_BYTES}")
     try:
-        data = tomllib.loads(text) if suffix == ".toml" else yaml.safe_load(text)  # JSON is YAML
+        data = tomllib.loads(text) if fmt == "toml" else yaml.load(text, Loader=_BoundedLoader)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise InvalidParameterError(f"cannot parse {what} file {path}: {exc}") from None
+        raise InputFileError(f"cannot parse {source}: {brief(exc, 400)}") from None
+    except RecursionError:
+        raise InputFileError(f"cannot parse {source}: nested too deeply") from None
     if not isinstance(data, Mapping):
-        raise InvalidParameterError(f"{what} file {path} must hold a mapping, got {type(data).__name__}")
+        raise InputFileError(f"{source} must hold a mapping, got {type(data).__name__}")
+    if _depth(data) > MAX_DEPTH:
+        raise InputFileError(f"cannot parse {source}: nested deeper than {MAX_DEPTH} levels")
     return dict(data)
 
 
+def read_mapping(path: str | Path, what: str) -> dict[str, Any]:
+    """A ``.toml``, ``.yaml``/``.yml`` or ``.json`` file (``what``: recipe, sweep) as a dict."""
+    if not isinstance(path, str | Path):
+        raise InvalidParameterError(f"a {what} file path must be a str or Path, got {shown(path)}")
+    path = Path(path)
+    if path.is_dir():
+        raise MissingFileError(f"{what} file {path} is a directory, not a file")
+    if not path.is_file():
+        raise MissingFileError(f"{what} file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise InputFileError(f"{what} file {path} must end in .toml, .yaml, .yml or .json, got {suffix!r}")
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise InputFileError(f"{what} file {path} is over {MAX_FILE_BYTES} bytes")
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputFileError(f"{what} file {path} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise InputFileError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
+    return parse_mapping(text, FORMATS[suffix], f"{what} file {path}")
+
+
 def _check_space(_: Any, __: attrs.Attribute, value: str) -> None:
-    if value not in SPACES:
-        raise InvalidParameterError(f"recipe space must be one of {list(SPACES)}, got {value!r}")
+    if not isinstance(value, str) or value not in SPACES:
+        raise InvalidParameterError(f"recipe space must be one of {list(SPACES)}, got {shown(value)}")
 
 
 def _check_mode(_: Any, __: attrs.Attribute, value: str) -> None:
-    if value not in registry.names("mode"):
+    if not isinstance(value, str) or value not in registry.names("mode"):
         raise UnknownNameError("mode", value, registry.names("mode"))
 
 
@@ -132,8 +220,10 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Recipe:
+        if not isinstance(data, Mapping):
+            raise InvalidParameterError(f"a recipe must be a mapping, got {shown(data)}")
         valid = [a.name for a in attrs.fields(cls)]
-        unknown = sorted(set(data) - set(valid))
+        unknown = sorted(k if isinstance(k, str) else shown(k) for k in set(data) - set(valid))
         if unknown:
             raise InvalidParameterError(f"recipe has unknown key(s) {unknown}; valid keys: {valid}")
         missing = [k for k in ("filter", "schedule") if k not in data]
@@ -146,17 +236,14 @@ class Recipe:
 
     @classmethod
     def from_toml(cls, text: str) -> Recipe:
-        return cls.from_dict(tomllib.loads(text))
+        return cls.from_dict(parse_mapping(text, "toml", "TOML recipe"))
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @classmethod
     def from_yaml(cls, text: str) -> Recipe:
-        data = yaml.safe_load(text)
-        if not isinstance(data, Mapping):
-            raise InvalidParameterError(f"a YAML recipe must be a mapping, got {type(data).__name__}")
-        return cls.from_dict(data)
+        return cls.from_dict(parse_mapping(text, "yaml", "YAML recipe"))
 
     @classmethod
     def load(cls, path: str | Path) -> Recipe:

@@ -23,7 +23,7 @@ import attrs
 import pluggy
 
 from guidance_kit import hookspecs
-from guidance_kit.errors import PluginError, UnknownNameError, shown
+from guidance_kit.errors import PluginError, UnknownNameError, brief, shown
 
 ENTRY_POINT_GROUP = "guidance_kit"
 DISABLE_ENV = "GUIDANCE_KIT_DISABLE_PLUGINS"
@@ -129,7 +129,7 @@ def _load_entry_point(pm: pluggy.PluginManager, ep: EntryPoint) -> None:
     try:
         plugin = ep.load()
     except Exception as exc:  # a broken plugin must not break `import guidance_kit`
-        _load_errors.append(f"{label} failed to load: {type(exc).__name__}: {shown(str(exc), 300)}")
+        _load_errors.append(f"{label} failed to load: {type(exc).__name__}: {brief(exc, 300)}")
         return
     problem = _register(pm, plugin, ep.name)
     if problem:
@@ -141,7 +141,7 @@ def _register(pm: pluggy.PluginManager, plugin: object, name: str | None) -> str
     try:
         pm.register(plugin, name=name)
     except Exception as exc:  # pluggy refuses a hook whose arguments do not match its spec
-        return f"cannot be registered: {type(exc).__name__}: {shown(str(exc), 300)}"
+        return f"cannot be registered: {type(exc).__name__}: {brief(exc, 300)}"
     unknown = _unknown_hooks(pm, plugin)
     if unknown:
         pm.unregister(plugin)
@@ -221,7 +221,7 @@ def _merge(pm: pluggy.PluginManager) -> _Tables:
                 result = impl.function()
             except Exception as exc:
                 errors.append(
-                    f"plugin {plugin_name!r} raised in {hook_name}: {type(exc).__name__}: {shown(str(exc), 300)}"
+                    f"plugin {plugin_name!r} raised in {hook_name}: {type(exc).__name__}: {brief(exc, 300)}"
                 )
                 continue
             found, problem = _results(kind, result)
