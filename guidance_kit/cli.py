@@ -89,7 +89,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     if rows:
         print((out / "results.md").read_text())
         print(
-            f"results: {out / 'results.csv'}, {out / 'results.md'}"
+            f"results: {out / 'results.md'}, {out / 'results.html'}, {out / 'results.csv'}"
             + ("" if args.no_plots else f", {out / 'plots'}")
         )
     return 0

@@ -441,16 +441,20 @@ def default_note(sweep: Sweep) -> str | None:
 
 
 def blocks(report: Report, figures: Sequence[Figure], note: str | None) -> list[Block]:
+    """The whole page: title, what the sweep asks and the paper's answer, then the results."""
+    sweep = report.sweep
+    out: list[Block] = [Heading(f"Ablation: {sweep.name}", 1), Text(" ".join(sweep.description.split()))]
+    if sweep.paper:
+        out.append(Text("**Paper** (ALG, arXiv 2506.08456): " + "; ".join(map(str, sweep.paper.values()))))
+    return out + results(report, figures, note)
+
+
+def results(report: Report, figures: Sequence[Figure], note: str | None) -> list[Block]:
+    """The tables, plots and how to rerun them: what a page that already explains the sweep embeds."""
     sweep, base = report.sweep, report.baseline
     n = sorted({len(c.rows) for c in report.cells})
     shape = f"{len(sweep.images)} image(s) x {len(sweep.prompts)} prompt(s) x {len(sweep.seeds)} seed(s)"
-    out: list[Block] = [Heading(f"Ablation: {sweep.name}", 1), Text(" ".join(sweep.description.split()))]
-    if sweep.paper:
-        out.append(
-            Text("**Paper** (ALG, arXiv 2506.08456): " + "; ".join(f"{v}" for v in sweep.paper.values()))
-        )
-    if note:
-        out.append(Text(note))
+    out: list[Block] = [Text(note)] if note else []
     out.append(
         Text(
             f"Model `{sweep.model}`, {sweep.steps} steps, {shape}: n = {'/'.join(map(str, n))} videos per "
@@ -460,7 +464,7 @@ def blocks(report: Report, figures: Sequence[Figure], note: str | None) -> list[
     header = ["cell", "n", *(m.title for m in METRICS), "passes"]
     rows = [
         [_cell_name(c, base), str(len(c.rows)), *(format_estimate(c.estimate(m.key)) for m in METRICS)]
-        + [str(c.rows[0].get("passes"))]
+        + [_passes(c)]
         for c in report.cells
     ]
     out += [Heading("Mean ± standard error per cell"), Table(header, rows)]
@@ -485,6 +489,12 @@ def blocks(report: Report, figures: Sequence[Figure], note: str | None) -> list[
         out += [Heading("Plots"), *figures]
     out += [Heading("Reproduce"), Code(command(sweep)), Text(versions())]
     return out
+
+
+def _passes(cell: Cell) -> str:
+    """Denoiser passes per video (none recorded for the plain pipeline)."""
+    passes = cell.rows[0].get("passes")
+    return "–" if passes is None else str(passes)
 
 
 def _cell_name(cell: Cell, baseline: Cell) -> str:

@@ -71,7 +71,7 @@ def test_written_labels_override_without_changing_cells(tmp_path):
         "filter.factor": [1.0, 0.625],
         "schedule": [{"name": "step_switch", "end": 0.2}, {"name": "constant", "value": 1.0}],
     }
-    unlabelled = attrs.evolve(sweep, grid=plain)
+    unlabelled = attrs.evolve(sweep, grid=plain, baseline=None)
     assert [c["id"] for c in sweep.cells()] == [
         c["id"] for c in unlabelled.cells()
     ]  # resume still finds them
