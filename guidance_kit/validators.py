@@ -97,3 +97,45 @@ def check_mapping(label: str, value: Any) -> dict[str, Any]:
 
 def mapping(label: str, *, default: Any = attrs.NOTHING) -> Any:
     return attrs.field(default=default, converter=lambda value: check_mapping(label, value))
+
+
+# Set by generate() and the ablation runner themselves; a sweep's ``call`` table must not.
+RESERVED_CALL_ARGS = frozenset(
+    {"image", "prompt", "num_inference_steps", "generator", "output_type", "steps", "seed"}
+)
+MAX_CALL_DEPTH = 8
+
+
+def _check_plain(label: str, value: Any, depth: int = 0) -> None:
+    """JSON-like values only: they are part of the key a finished ablation cell is found by."""
+    if depth > MAX_CALL_DEPTH:
+        raise InvalidParameterError(f"{label} is nested deeper than {MAX_CALL_DEPTH} levels")
+    if isinstance(value, float):
+        check_number(label, value)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_plain(f"{label}[{i}]", item, depth + 1)
+    elif isinstance(value, Mapping):
+        for key, item in check_mapping(label, value).items():
+            _check_plain(f"{label}.{key}", item, depth + 1)
+    elif value is not None and not isinstance(value, bool | int | str):
+        raise InvalidParameterError(
+            f"{label} must be a number, string, bool, list or table, got {shown(value)} of type {type(value).__name__}"
+        )
+
+
+def check_call_args(label: str, value: Any) -> dict[str, Any]:
+    """Extra pipeline call arguments (``guidance_scale``, ``num_frames``, ...), checked before any
+    model is loaded."""
+    call = check_mapping(label, value)
+    reserved = sorted(set(call) & RESERVED_CALL_ARGS)
+    if reserved:
+        raise InvalidParameterError(f"{label} must not set {reserved}: the runner sets them itself")
+    for key, item in call.items():
+        _check_plain(f"{label}.{key}", item)
+    if call.get("guidance_scale") is not None:
+        check_number(f"{label}.guidance_scale", call["guidance_scale"], lo=0)
+    for key in ("num_frames", "height", "width"):
+        if call.get(key) is not None:
+            check_number(f"{label}.{key}", call[key], lo=1, hi=100_000, integer=True)
+    return call
