@@ -7,7 +7,12 @@ answers pipeline-specific questions:
 * which modules are the denoisers (Wan 2.2 A14B has two experts);
 * how one denoiser call is laid out: ``"batched"`` (one call holds the unconditional rows then
   the conditional rows, as in CogVideoX, LTX-Video and SVD) or ``"split"`` (one call per branch,
-  conditional first, as in Wan and HunyuanVideo's true CFG);
+  in ``split_order``: conditional first in Wan and HunyuanVideo's true CFG);
+* for split backends, how the correction reaches the pipeline's combination: in place on the
+  conditional prediction the pipeline holds (``"cond_inplace"``), or, where the pipeline copies
+  that prediction before the unconditional call, through the unconditional prediction
+  (``"uncond_affine"``, which needs the scale the pipeline applies: :meth:`guidance_weight`);
+* how many ``scheduler.step`` calls make one denoising step;
 * how to read and replace the VAE-latent image condition inside the call's arguments, in a
   canonical ``[rows, C, F, H, W]`` layout;
 * for pixel space, which pipeline method encodes the preprocessed image and how to read the
@@ -31,6 +36,12 @@ class Backend:
     #: Pipeline class names this backend guides (shown in "unsupported pipeline" errors).
     pipelines: ClassVar[tuple[str, ...]] = ()
     call_style: ClassVar[Literal["batched", "split"]] = "batched"
+    #: Split backends: the CFG branch of each denoiser call within a step, in call order.
+    split_order: ClassVar[tuple[Literal["uncond", "cond"], ...]] = ("cond", "uncond")
+    #: Split backends: where the mode's correction goes (see the module docstring).
+    correction: ClassVar[Literal["cond_inplace", "uncond_affine"]] = "cond_inplace"
+    #: ``scheduler.step`` calls per denoising step (pipelines that step twice per step say 2).
+    step_calls_per_step: ClassVar[int] = 1
     #: Argument names whose first axis is the batch (rows); they are sliced and concatenated
     #: when the controller builds extra passes.
     batched_args: ClassVar[tuple[str, ...]] = ()
@@ -53,6 +64,13 @@ class Backend:
     def cfg_active(self, pipe: Any) -> bool:
         """Whether the current pipeline call runs classifier-free guidance."""
         return bool(getattr(pipe, "do_classifier_free_guidance", False))
+
+    def guidance_weight(self, pipe: Any, denoiser: str) -> float | torch.Tensor:
+        """The scale a in the pipeline's u + a * (c - u) for the current call of ``denoiser``
+        (needed by ``correction = "uncond_affine"`` only)."""
+        raise NotImplementedError(
+            f"backend {self.name!r} does not say which guidance scale the pipeline applies"
+        )
 
     def get_condition(self, pipe: Any, args: Arguments) -> torch.Tensor:
         """The image condition inside a denoiser call, as ``[rows, C, F, H, W]``."""

@@ -2,28 +2,37 @@
 
 How it attaches (all undone on exit, also after an exception):
 
-* each denoiser module gets an instance-level ``forward`` wrapper, composed over whatever
-  forward it had (diffusers hooks, offloading), so the pipeline's own code runs unchanged;
-* ``scheduler.set_timesteps`` and ``scheduler.step`` are wrapped to know the step index i and
-  the number of steps N of the current call (strength s = schedule(i, N));
+* each denoiser module gets a torch forward pre-hook and forward hook (``register_forward_pre_hook``
+  / ``register_forward_hook``). They sit outside ``module.forward``, so they compose with
+  whatever replaces ``forward`` (diffusers ``HookRegistry`` caches and group offloading,
+  accelerate's offload hooks) in any order, survive ``maybe_free_model_hooks`` re-installing
+  accelerate's hooks, and are removed through their own handles without cutting anyone out;
+* a :class:`~guidance_kit.clock.StepClock` taps ``scheduler.set_timesteps`` and ``scheduler.step``
+  to know step i of N (deep copies of the scheduler get their own methods back);
 * ``vae.encode`` is wrapped to count encodes; in pixel space the pipeline's own image-encoding
   method (``backend.pixel_method``) is wrapped to record its inputs, so a filtered image can be
   encoded through the very same path, once per distinct strength.
 
 On a step with s == 0 the denoiser is called with the pipeline's own arguments: bit-identical
-to the plain pipeline. On a step with s > 0 the controller swaps the filtered image condition in
-and runs the passes the guidance mode needs. ALG with CFG returns, for the pipeline's own
-combination u + w * (c - u), the pair u = U(I) and c = C(LP I) + (U(I) - U(LP I)), so that
-whatever scale the pipeline applies (per-step, per-frame, per-expert) the result is
+to the plain pipeline. On a filtered step the controller executes the guidance mode's pass plan:
+the pipeline's own call computes one prediction per CFG branch it holds (the original image
+where the mode needs it, else the filtered one); the mode's other predictions run as extra
+passes, merged into the same call (``execution="batched"``) or as calls of their own, each in a
+cache context of its own (``execution="sequential"``, and always when the denoiser carries a
+stateful diffusers hook such as a cache, whose per-context state must keep its rows). The mode's
+``forward`` folds the predictions into the pair (u, c) the pipeline combines as u + w * (c - u),
+so whatever scale the pipeline applies (per step, per frame, per expert) ALG gives
 U(I) + w * (C(LP I) - U(LP I)).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import json
-import weakref
+import threading
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -33,12 +42,19 @@ import torch
 
 from guidance_kit import registry
 from guidance_kit.backend import Backend
+from guidance_kit.clock import StepClock
 from guidance_kit.errors import GuidanceKitError, InvalidParameterError, UnsupportedPipelineError
 from guidance_kit.recipe import Recipe
-from guidance_kit.types import GuidanceMode, progress
+from guidance_kit.types import Branch, GuidanceMode, Prediction
 
 EXECUTIONS = ("batched", "sequential")
-_guided: weakref.WeakSet = weakref.WeakSet()
+
+# Components held by a live guide() block, by id: two blocks sharing a denoiser or a scheduler
+# (``from_pipe`` siblings) would install two sets of hooks on one module.
+_claims: dict[int, tuple[str, Any]] = {}
+_claims_lock = threading.Lock()
+# Set while a controller runs an extra pass, so its own hooks let that call through.
+_local = threading.local()
 
 
 @attrs.define
@@ -50,6 +66,9 @@ class StepRecord:
     progress: float
     strength: float
     filter: dict[str, Any]
+    timestep: float | None = None
+    sigma: float | None = None
+    noise_level: float | None = None  # normalised to [0, 1] across schedulers (see guidance_kit.clock)
     passes: int = 0  # denoiser passes, counted per CFG branch (a batched uncond+cond call is 2)
     calls: int = 0  # denoiser module calls
     vae_encodes: int = 0
@@ -94,13 +113,8 @@ class Run:
     """Handle returned by :func:`guide`; ``run.trace`` is the latest pipeline call's trace."""
 
     def __init__(self, pipe: Any, recipe: Recipe, backend: Backend, mode: GuidanceMode, execution: str):
-        self.pipe, self.recipe, self.backend, self.mode, self.execution = (
-            pipe,
-            recipe,
-            backend,
-            mode,
-            execution,
-        )
+        self.pipe, self.recipe, self.backend, self.mode = pipe, recipe, backend, mode
+        self.execution = execution
         self.calls: list[CallTrace] = []
 
     @property
@@ -171,43 +185,57 @@ def guide(
 
     ``recipe``: a :class:`Recipe`, a registered recipe name (``"alg"`` picks the attached
     backend's released default) or a mapping. ``execution``: run ALG's extra pass in the same
-    batch as the others (``"batched"``, fast) or as its own call (``"sequential"``, lower peak
-    memory). The pipeline is restored exactly on exit, also after an exception.
+    call as the pipeline's own (``"batched"``, fast) or as a call of its own in its own cache
+    context (``"sequential"``, lower peak memory; chosen automatically for a denoiser that
+    carries a stateful diffusers hook such as a cache). The pipeline is restored exactly on
+    exit, also after an exception.
     """
     if execution not in EXECUTIONS:
         raise InvalidParameterError(f"execution must be one of {list(EXECUTIONS)}, got {execution!r}")
     chosen = find_backend(pipe, backend)
     recipe = resolve_recipe(recipe, chosen)
     mode = registry.lookup("mode", recipe.mode)
-    if pipe in _guided:
-        raise GuidanceKitError(
-            f"{type(pipe).__name__} is already inside a guide() block; nesting is not supported"
-        )
     run = Run(pipe, recipe, chosen, mode, execution)
     controller = _Controller(run)
-    _guided.add(pipe)
+    controller.attach()
     error: BaseException | None = None
     try:
-        controller.attach()
         registry.call_observers("on_guide_enter")(run=run)
         yield run
     except BaseException as exc:
         error = exc
         raise
     finally:
-        controller.detach()
-        _guided.discard(pipe)
-        registry.call_observers("on_guide_exit")(run=run, error=error)
+        controller.detach(error)
+        try:
+            registry.call_observers("on_guide_exit")(run=run, error=error)
+        except Exception as observer_error:
+            if error is None:
+                raise
+            # The run's own exception is the one the caller must see.
+            warnings.warn(
+                f"an on_guide_exit observer raised {type(observer_error).__name__}: {observer_error} "
+                f"while guide() was handling {type(error).__name__}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
 
-def _sample(output: Any) -> torch.Tensor:
-    return output[0] if isinstance(output, tuple) else output.sample
+# Denoiser outputs ---------------------------------------------------------------------------------
 
 
-def _with_sample(output: Any, sample: torch.Tensor) -> Any:
+def _batch_outputs(output: Any, rows: int) -> list[Any]:
+    """Keys of the tensors in a denoiser output (tuple or diffusers ``BaseOutput``) whose first
+    axis is the batch: every one is sliced and folded (LTX-2 returns video and audio)."""
+    items = enumerate(output) if isinstance(output, tuple) else output.items()
+    return [k for k, v in items if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] == rows]
+
+
+def _replace_outputs(output: Any, new: Mapping[Any, torch.Tensor]) -> Any:
     if isinstance(output, tuple):
-        return (sample, *output[1:])
-    output["sample"] = sample
+        return tuple(new.get(i, v) for i, v in enumerate(output))
+    for key, value in new.items():
+        output[key] = value
     return output
 
 
@@ -219,24 +247,128 @@ def _generators(value: Any) -> list[torch.Generator]:
     return []
 
 
+# diffusers cache state ----------------------------------------------------------------------------
+
+
+def _stateful_hooks(module: torch.nn.Module) -> list[tuple[str, Any]]:
+    """``(name, hook)`` for every stateful diffusers hook on ``module`` and its submodules."""
+    found = []
+    for sub in module.modules():
+        hooks = getattr(getattr(sub, "_diffusers_hook", None), "hooks", {})
+        found += [(name, hook) for name, hook in hooks.items() if getattr(hook, "_is_stateful", False)]
+    return found
+
+
+@contextmanager
+def _own_cache_context(module: torch.nn.Module, label: str) -> Iterator[None]:
+    """Run an extra pass in a cache context of its own, next to the one the pipeline set.
+
+    A stateful hook keeps one state per context name; an extra pass sharing the pipeline's
+    context would be served the other pass's cache (or change its rows). The denoiser's own
+    ``cache_context`` clears the context on exit instead of restoring it, so this sets and
+    restores every hook's ``StateManager`` directly.
+    """
+    from diffusers.hooks.hooks import StateManager
+
+    managers = [
+        value
+        for _, hook in _stateful_hooks(module)
+        for value in vars(hook).values()
+        if isinstance(value, StateManager)
+    ]
+    previous = [m._context for m in managers]
+    try:
+        for manager, context in zip(managers, previous):
+            if context is None:  # the pipeline set none: the hook raises its own clear error
+                continue
+            if isinstance(context, str):  # older diffusers name contexts by a string
+                manager.set_context(f"{context}|gk:{label}")
+            else:
+                manager.set_context(dataclasses.replace(context, name=f"{context.name}|gk:{label}"))
+        yield
+    finally:
+        for manager, context in zip(managers, previous):
+            manager.set_context(context)
+
+
+@contextmanager
+def _extra_pass() -> Iterator[None]:
+    _local.extra = True
+    try:
+        yield
+    finally:
+        _local.extra = False
+
+
+@attrs.define
+class _Call:
+    """A filtered denoiser call between its pre-hook and its hook."""
+
+    branches: tuple[Branch, ...]
+    cfg: bool
+    per_branch: int
+    arguments: dict[str, Any]
+    positional: list[str]
+    images: dict[str, torch.Tensor]
+    batch: list[Prediction]  # the predictions the (possibly merged) call computes, in row order
+    extras: list[Prediction]  # the predictions left to calls of their own
+    aliases: dict[Prediction, Prediction]  # requested -> computed (an unconditional branch without image)
+
+    def rows_of(self, branch: Branch) -> slice:
+        k = self.branches.index(branch)
+        return slice(k * self.per_branch, (k + 1) * self.per_branch)
+
+
 class _Controller:
     def __init__(self, run: Run):
         self.run = run
         self.pipe, self.backend, self.recipe, self.mode = run.pipe, run.backend, run.recipe, run.mode
+        self.clock = StepClock(self.pipe.scheduler, self.backend.step_calls_per_step)
+        self.clock.on_begin = self._begin
+        self.clock.on_step_end = self._end_step
         self._patches: list[tuple[Any, str, bool, Any]] = []
-        self._step: int | None = None
-        self._num_steps = 0
+        self._handles: list[Any] = []
+        self._claimed: list[int] = []
         self._strengths: list[float] = []
-        self._record: StepRecord | None = None
-        self._calls_in_step = 0
-        self._cfg: bool | None = None
-        self._looping = False  # inside the denoising loop: past the first denoiser call
-        self._pending_cond: torch.Tensor | None = None
         self._latent_cache: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
         self._pixel_source: tuple[Callable[..., Any], dict[str, Any], list[torch.Tensor]] | None = None
         self._pixel_cache: dict[float, torch.Tensor] = {}
+        self._reset_step()
+        self._cfg: bool | None = None
+
+    def _reset_step(self) -> None:
+        """Per-step state, reset in one place."""
+        self._record: StepRecord | None = None
+        self._calls_in_step = 0
+        self._pending: dict[int, _Call | None] = {}
+        # Split backends: the conditional call's predictions and the tensors the pipeline holds.
+        self._held: tuple[list[dict[Prediction, torch.Tensor]], list[torch.Tensor]] | None = None
 
     # Attaching ---------------------------------------------------------------------------------
+
+    def _components(self) -> dict[str, Any]:
+        found = {"scheduler": self.pipe.scheduler, "vae": getattr(self.pipe, "vae", None)}
+        found.update(self.backend.denoisers(self.pipe))
+        return {name: c for name, c in found.items() if c is not None}
+
+    def _claim(self) -> None:
+        with _claims_lock:
+            for name, component in self._components().items():
+                holder = _claims.get(id(component))
+                if holder is not None:
+                    other_name, other = holder
+                    if other.pipe is self.pipe:
+                        raise GuidanceKitError(
+                            f"{type(self.pipe).__name__} is already inside a guide() block; nesting is not supported"
+                        )
+                    raise GuidanceKitError(
+                        f"{type(self.pipe).__name__}.{name} ({type(component).__name__}) is already guided by "
+                        f"another guide() block (on {type(other.pipe).__name__}.{other_name}); pipelines that share "
+                        "components (from_pipe) can be guided one at a time, and guide() blocks do not nest"
+                    )
+            for name, component in self._components().items():
+                _claims[id(component)] = (name, self.run)
+                self._claimed.append(id(component))
 
     def _patch(self, obj: Any, attr: str, new: Any) -> None:
         own = attr in vars(obj)
@@ -244,10 +376,10 @@ class _Controller:
         setattr(obj, attr, new)
 
     def attach(self) -> None:
+        self._claim()
         try:
-            scheduler = self.pipe.scheduler
-            self._patch(scheduler, "set_timesteps", self._wrap_set_timesteps(scheduler.set_timesteps))
-            self._patch(scheduler, "step", self._wrap_step(scheduler.step))
+            for attr, tap in self.clock.taps().items():
+                self._patch(self.pipe.scheduler, attr, tap)
             vae = getattr(self.pipe, "vae", None)
             if vae is not None:
                 self._patch(vae, "encode", self._wrap_encode(vae.encode))
@@ -255,12 +387,14 @@ class _Controller:
                 method = getattr(self.pipe, self.backend.pixel_method)
                 self._patch(self.pipe, self.backend.pixel_method, self._wrap_pixel(method))
             for name, module in self.backend.denoisers(self.pipe).items():
-                self._patch(module, "forward", self._wrap_denoiser(name, module, module.forward))
+                self._hook_denoiser(name, module)
         except BaseException:
-            self.detach()
+            self.detach(None)
             raise
 
-    def detach(self) -> None:
+    def detach(self, error: BaseException | None) -> None:
+        while self._handles:
+            self._handles.pop().remove()
         while self._patches:
             obj, attr, own, old = self._patches.pop()
             if own:
@@ -270,93 +404,97 @@ class _Controller:
                     delattr(obj, attr)
                 except AttributeError:
                     pass
-        self._step = None
-        self._looping = False
-        self._pending_cond = None
+        if error is not None:
+            # A call that died mid-loop leaves cache hooks holding its state (the pipeline resets
+            # them only at the end of a call): the next call must start clean.
+            for module in self.backend.denoisers(self.pipe).values():
+                registry_ = getattr(module, "_diffusers_hook", None)
+                if registry_ is not None:
+                    registry_.reset_stateful_hooks()
+        self.clock.reset()
+        self._reset_step()
+        with _claims_lock:
+            for key in self._claimed:
+                _claims.pop(key, None)
+            self._claimed.clear()
 
-    # Step tracking -----------------------------------------------------------------------------
+    def _hook_denoiser(self, name: str, module: torch.nn.Module) -> None:
+        # Positional parameter names of the module's forward (without self), to read arguments
+        # by name and to call back in the same positional/keyword style the pipeline used.
+        inner = getattr(module, "_orig_mod", module)  # torch.compile's OptimizedModule
+        params = [
+            p.name
+            for p in list(inspect.signature(type(inner).forward).parameters.values())[1:]
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        # The hooks run eagerly under torch.compile: dynamo would otherwise guard on the
+        # controller's per-step state and recompile every step.
+        before = torch.compiler.disable(functools.partial(self._before_call, name, params))
+        after = torch.compiler.disable(functools.partial(self._after_call, name))
+        self._handles.append(module.register_forward_pre_hook(before, with_kwargs=True, prepend=True))
+        self._handles.append(module.register_forward_hook(after, with_kwargs=True))
 
-    def _wrap_set_timesteps(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(original)
-        def set_timesteps(*args: Any, **kwargs: Any) -> Any:
-            out = original(*args, **kwargs)
-            self._begin(len(self.pipe.scheduler.timesteps))
-            return out
-
-        return set_timesteps
+    # Steps -------------------------------------------------------------------------------------
 
     def _begin(self, num_steps: int) -> None:
         # A trace with no steps yet belongs to this call (encodes counted ahead of set_timesteps,
         # or set_timesteps called twice before the loop).
         if not self.run.calls or self.run.calls[-1].steps:
             self.run.calls.append(CallTrace())
-        self._step, self._num_steps = 0, num_steps
-        self._looping = False
         self._strengths = [self.recipe.schedule(i, num_steps) for i in range(num_steps)]
-        self._record = None
-        self._calls_in_step = 0
-        self._pending_cond = None
+        self._reset_step()
         self._cfg = None
 
-    def _wrap_step(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(original)
-        def step(*args: Any, **kwargs: Any) -> Any:
-            out = original(*args, **kwargs)
-            if self._step is not None:
-                record = self._current_record()
-                self._record = None
-                self._calls_in_step = 0
-                self._pending_cond = None
-                self._step += 1
-                if self._step >= self._num_steps:
-                    self._step = None
-                    self._looping = False
-                registry.call_observers("on_step")(run=self.run, record=record)
-            return out
-
-        return step
+    def _end_step(self) -> None:
+        record = self._current_record()
+        self._reset_step()
+        registry.call_observers("on_step")(run=self.run, record=record)
 
     def _current_record(self) -> StepRecord:
         if self._record is None:
-            i = self._step
-            assert i is not None
-            s = self._strengths[i]
+            state = self.clock.state()
+            s = self._strengths[state.step]
             self._record = StepRecord(
-                step=i,
-                num_steps=self._num_steps,
-                progress=progress(i, self._num_steps),
+                step=state.step,
+                num_steps=state.num_steps,
+                progress=state.progress,
                 strength=s,
                 filter=self.recipe.filter.effective(s),
+                timestep=state.timestep,
+                sigma=state.sigma,
+                noise_level=state.noise_level,
             )
             self.run.calls[-1].steps.append(self._record)
         return self._record
 
-    def _wrap_encode(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(original)
+    def _wrap_encode(self, inner: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(inner)
         def encode(*args: Any, **kwargs: Any) -> Any:
-            if self._looping:
-                self._current_record().vae_encodes += 1
+            self.clock.check_thread("vae.encode")
+            if self.clock.active and self._record is not None:
+                self._record.vae_encodes += 1
             elif self.run.calls and not self.run.calls[-1].steps:
                 self.run.calls[-1].setup_vae_encodes += 1
             else:  # encodes before set_timesteps (e.g. SVD): count them for the coming call
                 self.run.calls.append(CallTrace(setup_vae_encodes=1))
-            return original(*args, **kwargs)
+            return inner(*args, **kwargs)
 
         return encode
 
     # Pixel space -------------------------------------------------------------------------------
 
-    def _wrap_pixel(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        signature = inspect.signature(original)
+    def _wrap_pixel(self, inner: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(inner)
 
-        @functools.wraps(original)
+        @functools.wraps(inner)
         def encode_image(*args: Any, **kwargs: Any) -> Any:
+            self.clock.check_thread(self.backend.pixel_method)
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             arguments = dict(bound.arguments)
             states = [g.get_state() for g in _generators(arguments.get("generator"))]
-            out = original(*args, **kwargs)
-            self._pixel_source = (original, arguments, states)
+            out = inner(*args, **kwargs)
+            self._pixel_source = (inner, arguments, states)
             self._pixel_cache = {}
             return out
 
@@ -370,7 +508,7 @@ class _Controller:
                 f"pixel space: {type(self.pipe).__name__}.{self.backend.pixel_method} was not called before the "
                 "denoising loop, so there is no preprocessed image to filter"
             )
-        original, arguments, states = self._pixel_source
+        encode_image, arguments, states = self._pixel_source
         arguments = dict(arguments)
         for name in self.backend.pixel_image_args:
             if arguments.get(name) is not None:
@@ -382,15 +520,13 @@ class _Controller:
         for g, state in zip(generators, states):
             g.set_state(state)
         try:
-            output = original(**arguments)
+            output = encode_image(**arguments)
         finally:
             for g, state in zip(generators, current):
                 g.set_state(state)
         condition = self.backend.pixel_condition(self.pipe, output, arguments)
         self._pixel_cache[strength] = condition
         return condition
-
-    # Denoiser ----------------------------------------------------------------------------------
 
     def _filtered(self, condition: torch.Tensor, strength: float) -> torch.Tensor:
         """The image condition at ``strength``, with the rows and frames of ``condition``."""
@@ -413,131 +549,195 @@ class _Controller:
         self._latent_cache[strength] = (condition, filtered)
         return filtered
 
-    def _wrap_denoiser(
-        self, name: str, module: torch.nn.Module, original: Callable[..., Any]
-    ) -> Callable[..., Any]:
-        # Positional parameter names of the module's forward (without self), to read arguments
-        # by name and to call back in the same positional/keyword style the pipeline used.
-        params = [
-            p.name
-            for p in list(inspect.signature(type(module).forward).parameters.values())[1:]
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-        backend = self.backend
+    # The pass plan -----------------------------------------------------------------------------
 
-        @functools.wraps(original)
-        def forward(*args: Any, **kwargs: Any) -> Any:
-            if self._step is None:  # not inside a guided denoising loop
-                return original(*args, **kwargs)
-            if len(args) > len(params):
-                raise GuidanceKitError(
-                    f"{type(module).__name__}.forward got more positional arguments than it names"
-                )
-            positional = params[: len(args)]
-            arguments = {**dict(zip(positional, args)), **kwargs}
-
-            def call(new: dict[str, Any]) -> Any:
-                self._current_record().calls += 1
-                return original(*(new[p] for p in positional), **{k: new[k] for k in kwargs})
-
-            self._looping = True
-            record = self._current_record()
-            record.denoiser = name
-            if backend.call_style == "batched":
-                if self._cfg is None:  # fixed for the whole pipeline call (read before any update)
-                    self._cfg = backend.cfg_active(self.pipe)
-                cfg = record.cfg = self._cfg
-            else:
-                cfg, record.cfg = False, self._calls_in_step > 0
-            rows = _rows(arguments, backend.batched_args)
-            per_branch = rows // 2 if cfg else rows
-            strength = record.strength
-            if self.recipe.filter.is_identity(strength):
-                record.calls += 1
-                record.passes += rows // per_branch
-                self._calls_in_step += 1
-                return original(*args, **kwargs)
-            record.filtered = True
-            original_condition = backend.get_condition(self.pipe, arguments)
-            if record.calls == 0:
-                record.filter = self.recipe.filter.effective(strength, original_condition.shape[-2])
-            filtered = self._filtered(original_condition, strength)
-            if backend.call_style == "batched":
-                out = self._batched(call, arguments, original_condition, filtered, cfg, rows, record)
-            else:
-                out = self._split(call, arguments, original_condition, filtered, record)
-            self._calls_in_step += 1
-            return out
-
-        return forward
-
-    def _batched(self, call, arguments, original, filtered, cfg, rows, record) -> Any:  # noqa: ANN001
-        backend, mode = self.backend, self.mode
-        if not cfg:
-            record.passes += 1
-            chosen = filtered if mode.filter_cond else original
-            return call(backend.set_condition(self.pipe, arguments, chosen))
-        half = rows // 2
-        u, c = slice(0, half), slice(half, rows)
-        uncond_filtered = mode.filter_uncond and backend.uncond_sees_image
-        cond_image = filtered[c] if mode.filter_cond else original[c]
-        uncond_image = filtered[u] if uncond_filtered else original[u]
-        if not (mode.original_anchor and uncond_filtered):
-            record.passes += 2
-            condition = torch.cat([uncond_image, cond_image])
-            return call(backend.set_condition(self.pipe, arguments, condition))
-        record.passes += 3
-        if self.run.execution == "batched":
-            triple = _take_rows(arguments, backend.batched_args, rows, [u, u, c])
-            condition = torch.cat([original[u], uncond_image, cond_image])
-            out = call(backend.set_condition(self.pipe, triple, condition))
-            sample = _sample(out)
-            u0, uf, cf = sample[:half], sample[half : 2 * half], sample[2 * half :]
-        else:
-            out = call(backend.set_condition(self.pipe, arguments, torch.cat([uncond_image, cond_image])))
-            uf, cf = _sample(out).chunk(2)
-            single = _take_rows(arguments, backend.batched_args, rows, [u])
-            u0 = _sample(call(backend.set_condition(self.pipe, single, original[u])))
-        return _with_sample(out, torch.cat([u0, cf + (u0 - uf)]))
-
-    def _split(self, call, arguments, original, filtered, record) -> Any:  # noqa: ANN001
-        # Split backends call the conditional branch first; a second call in the same step is
-        # the unconditional branch (present only with CFG).
-        backend, mode = self.backend, self.mode
-        if self._calls_in_step == 0:
-            record.cfg = False
-            record.passes += 1
-            out = call(
-                backend.set_condition(self.pipe, arguments, filtered if mode.filter_cond else original)
-            )
-            if mode.original_anchor:
-                self._pending_cond = _sample(out)
-            return out
-        record.cfg = True
-        if not mode.original_anchor:
-            record.passes += 1
-            return call(
-                backend.set_condition(self.pipe, arguments, filtered if mode.filter_uncond else original)
-            )
-        if self._pending_cond is None:
+    def _branches(self, record: StepRecord) -> tuple[tuple[Branch, ...], bool]:
+        """The CFG branches this denoiser call holds, and whether the step runs CFG."""
+        if self.backend.call_style == "batched":
+            if self._cfg is None:  # fixed for the whole pipeline call (read before any update)
+                self._cfg = self.backend.cfg_active(self.pipe)
+            record.cfg = self._cfg
+            return (("uncond", "cond") if self._cfg else ("cond",)), self._cfg
+        order = self.backend.split_order
+        if self._calls_in_step >= len(order):
             raise GuidanceKitError(
-                f"backend {backend.name!r}: a second denoiser call in step {record.step} without a first one"
+                f"backend {self.backend.name!r}: {self._calls_in_step + 1} denoiser calls in step {record.step}, "
+                f"expected at most {len(order)} ({', '.join(order)})"
             )
-        record.passes += 2
-        rows = original.shape[0]
-        if self.run.execution == "batched":
-            both = _take_rows(arguments, backend.batched_args, rows, [slice(0, rows), slice(0, rows)])
-            out = call(backend.set_condition(self.pipe, both, torch.cat([original, filtered])))
-            u0, uf = _sample(out)[:rows], _sample(out)[rows:]
+        record.cfg = self._calls_in_step > 0
+        return (order[self._calls_in_step],), record.cfg
+
+    def _plan(
+        self, branches: tuple[Branch, ...], cfg: bool
+    ) -> tuple[list[Prediction], list[Prediction], dict]:
+        """The predictions the pipeline's own call computes (one per branch, in its row order),
+        those left to extra passes, and aliases for predictions that need no pass of their own."""
+        split_first = self.backend.call_style == "split" and branches == ("cond",)
+        if split_first:  # whether an unconditional call follows is known only after this one
+            wanted = {*self.mode.predictions(True), *self.mode.predictions(False)}
         else:
-            out = call(backend.set_condition(self.pipe, arguments, original))
-            u0 = _sample(out)
-            uf = _sample(call(backend.set_condition(self.pipe, arguments, filtered)))
-        # The pipeline holds the conditional prediction from this step's first call and combines
-        # it after this call returns: correct it in place to C(LP I) + (U(I) - U(LP I)).
-        self._pending_cond.add_(u0 - uf)
-        self._pending_cond = None
-        return _with_sample(out, u0)
+            wanted = set(self.mode.predictions(cfg))
+        aliases = {}
+        for p in wanted:
+            # A branch that never sees the image (SVD's zero unconditional latent) is the same
+            # prediction with either image.
+            if p.branch == "uncond" and p.image == "lowpass" and not self.backend.uncond_sees_image:
+                aliases[p] = Prediction("uncond", "original")
+        needed = sorted({aliases.get(p, p) for p in wanted if p.branch in branches}, key=str)
+        primary = []
+        for branch in branches:
+            own = [p for p in needed if p.branch == branch]
+            originals = [p for p in own if p.image == "original"]
+            # Keep the branch on the original image when the mode needs it there: the pipeline's
+            # cache context then sees the same image as on unfiltered steps.
+            primary.append((originals or own or [Prediction(branch, "original")])[0])
+        extras = [p for p in needed if p not in primary]
+        return primary, extras, aliases
+
+    def _rebuild(self, call: _Call, predictions: list[Prediction], kwargs_keys: Any) -> tuple[tuple, dict]:
+        backend = self.backend
+        rows = call.per_branch * len(call.branches)
+        parts = [call.rows_of(p.branch) for p in predictions]
+        arguments = _take_rows(call.arguments, backend.batched_args, rows, parts)
+        condition = torch.cat([call.images[p.image][call.rows_of(p.branch)] for p in predictions])
+        arguments = backend.set_condition(self.pipe, arguments, condition)
+        return (
+            tuple(arguments[p] for p in call.positional),
+            {k: arguments[k] for k in kwargs_keys},
+        )
+
+    def _merge_allowed(self, module: torch.nn.Module) -> bool:
+        return self.run.execution == "batched" and not _stateful_hooks(module)
+
+    # Denoiser hooks ----------------------------------------------------------------------------
+
+    def _before_call(
+        self, name: str, params: list[str], module: torch.nn.Module, args: tuple, kwargs: dict
+    ) -> tuple[tuple, dict] | None:
+        if getattr(_local, "extra", False) or not self.clock.active:
+            return None  # our own extra pass, or a call outside a guided denoising loop
+        self.clock.check_thread(f"{type(module).__name__} call")
+        if len(args) > len(params):
+            raise GuidanceKitError(
+                f"{type(module).__name__}.forward got more positional arguments than it names"
+            )
+        positional = params[: len(args)]
+        arguments = {**dict(zip(positional, args)), **kwargs}
+        record = self._current_record()
+        record.denoiser = name
+        branches, cfg = self._branches(record)
+        self._calls_in_step += 1
+        rows = _rows(arguments, self.backend.batched_args)
+        if rows % len(branches):
+            raise GuidanceKitError(
+                f"backend {self.backend.name!r}: {rows} rows do not split into branches {list(branches)}"
+            )
+        record.calls += 1
+        strength = record.strength
+        if self.recipe.filter.is_identity(strength):
+            record.passes += len(branches)
+            self._pending[id(module)] = None
+            return None
+        record.filtered = True
+        original = self.backend.get_condition(self.pipe, arguments)
+        if record.passes == 0:
+            record.filter = self.recipe.filter.effective(strength, original.shape[-2])
+        primary, extras, aliases = self._plan(branches, cfg)
+        merged = bool(extras) and self._merge_allowed(module)
+        call = _Call(
+            branches=branches,
+            cfg=cfg,
+            per_branch=rows // len(branches),
+            arguments=arguments,
+            positional=positional,
+            images={"original": original, "lowpass": self._filtered(original, strength)},
+            batch=primary + extras if merged else primary,
+            extras=[] if merged else extras,
+            aliases=aliases,
+        )
+        record.passes += len(call.batch)
+        self._pending[id(module)] = call
+        if call.batch == [Prediction(b, "original") for b in branches]:
+            return None  # the pipeline's own call, unchanged
+        return self._rebuild(call, call.batch, kwargs.keys())
+
+    def _after_call(self, name: str, module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+        if getattr(_local, "extra", False):
+            return None
+        call = self._pending.pop(id(module), None)
+        if call is None:
+            return None
+        record = self._current_record()
+        b = call.per_branch
+        keys = _batch_outputs(output, b * len(call.batch))
+        preds: list[dict[Prediction, torch.Tensor]] = [
+            {p: output[k][j * b : (j + 1) * b] for j, p in enumerate(call.batch)} for k in keys
+        ]
+        for p in call.extras:
+            extra_args, extra_kwargs = self._rebuild(call, [p], kwargs.keys())
+            with _own_cache_context(module, str(p)), _extra_pass():
+                extra = module(*extra_args, **extra_kwargs)
+            record.calls += 1
+            record.passes += 1
+            for k, key in enumerate(keys):
+                preds[k][p] = extra[key]
+        for by_prediction in preds:
+            for requested, computed in call.aliases.items():
+                if computed in by_prediction:
+                    by_prediction[requested] = by_prediction[computed]
+        if self.backend.call_style == "batched":
+            return _replace_outputs(output, {key: self._fold(call, preds[k]) for k, key in enumerate(keys)})
+        if call.branches == ("cond",):
+            folded = {key: self._forward(preds[k], cfg=False)["cond"] for k, key in enumerate(keys)}
+            self._held = (preds, list(folded.values()))
+            return _replace_outputs(output, folded)
+        return _replace_outputs(output, self._correct(name, record, keys, preds))
+
+    def _forward(self, preds: dict[Prediction, torch.Tensor], cfg: bool) -> dict[Branch, torch.Tensor]:
+        out = self.mode.forward(preds, cfg)
+        expected = {"uncond", "cond"} if cfg else {"cond"}
+        if not isinstance(out, Mapping) or set(out) != expected:
+            raise GuidanceKitError(
+                f"guidance mode {self.mode.name!r}: forward(cfg={cfg}) must return the keys {sorted(expected)}, "
+                f"got {sorted(out) if isinstance(out, Mapping) else type(out).__name__}"
+            )
+        return out
+
+    def _fold(self, call: _Call, preds: dict[Prediction, torch.Tensor]) -> torch.Tensor:
+        """A batched call's output rows from the mode's (u, c) pair."""
+        folded = self._forward(preds, call.cfg)
+        return torch.cat([folded[branch] for branch in call.branches])
+
+    def _correct(
+        self, name: str, record: StepRecord, keys: list[Any], preds: list[dict[Prediction, torch.Tensor]]
+    ) -> dict[Any, torch.Tensor]:
+        """The unconditional call of a split backend: the pipeline already holds what the
+        conditional call returned and combines it with what this call returns."""
+        if self._held is None:
+            raise GuidanceKitError(
+                f"backend {self.backend.name!r}: an unconditional denoiser call in step {record.step} "
+                "without a conditional one before it"
+            )
+        held_preds, held = self._held
+        self._held = None
+        out = {}
+        for k, key in enumerate(keys):
+            folded = self._forward({**held_preds[k], **preds[k]}, cfg=True)
+            u, c = folded["uncond"], folded["cond"]
+            if self.backend.correction == "cond_inplace":
+                held[k].copy_(c)
+                out[key] = u
+                continue
+            # The pipeline copied the conditional prediction: it forms (1 - a) u' + a held with its
+            # scale a; u' = u + a (c - held) / (1 - a) makes that u + a (c - u).
+            a = self.backend.guidance_weight(self.pipe, name)
+            if a == 1:
+                raise GuidanceKitError(
+                    f"backend {self.backend.name!r}: guidance scale 1 leaves no unconditional term to carry "
+                    f"mode {self.mode.name!r}'s correction; use a scale other than 1 or run without CFG"
+                )
+            out[key] = u + (c - held[k]) * (a / (1 - a))
+        return out
 
 
 def _rows(arguments: dict[str, Any], names: tuple[str, ...]) -> int:

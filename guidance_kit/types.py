@@ -6,7 +6,8 @@ Concrete ones live in ``plugins/``; this module only says what they are.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 import attrs
 import torch
@@ -85,30 +86,54 @@ def check_strength(strength: float) -> float:
     return s
 
 
+Branch = Literal["uncond", "cond"]
+ImageKind = Literal["original", "lowpass"]
+
+
 @attrs.frozen
+class Prediction:
+    """One denoiser pass a guidance mode needs: a CFG branch seeing the original or the filtered image."""
+
+    branch: Branch
+    image: ImageKind
+
+    def __str__(self) -> str:
+        return f"{'C' if self.branch == 'cond' else 'U'}({'LP I' if self.image == 'lowpass' else 'I'})"
+
+
+U_I = Prediction("uncond", "original")
+U_LP = Prediction("uncond", "lowpass")
+C_I = Prediction("cond", "original")
+C_LP = Prediction("cond", "lowpass")
+
+
 class GuidanceMode:
-    """How the filtered image condition enters classifier-free guidance.
+    """How the filtered image condition enters classifier-free guidance on a filtered step.
 
-    With CFG of scale w, C = D(x, text, .), U = D(x, empty, .), I the image, LP(I) its filtered
-    version, a filtered step computes
+    Like a diffusers guider, a mode declares the predictions it needs and owns their combination
+    in a pure :meth:`forward`. The pipeline keeps combining its own pair u + w * (c - u) with
+    whatever scale w it uses (per step, per frame, per expert), so ``forward`` returns the pair
+    (u, c) to hand it: the mode's formula must be affine in the pipeline's combination. With
+    C = D(x, text, .), U = D(x, empty, .), I the image and LP I its filtered version, ALG needs
+    U(I), U(LP I), C(LP I) and returns u = U(I), c = C(LP I) + U(I) - U(LP I), so the pipeline
+    computes U(I) + w * (C(LP I) - U(LP I)).
 
-    * ``filter_cond``: C sees LP(I) instead of I;
-    * ``filter_uncond``: U sees LP(I) instead of I;
-    * ``original_anchor``: eps = U(I) + w * (C - U) where C, U are the two above (ALG's third pass);
-      otherwise eps = U + w * (C - U).
-
-    Without CFG only ``filter_cond`` matters (one pass).
+    Without CFG (w <= 1 or guidance-distilled models) the pipeline runs the conditional branch
+    only: ``predictions(cfg=False)`` lists conditional predictions and ``forward`` returns ``c``.
+    Subclasses set ``name`` and ``description`` and implement both methods; register instances
+    through the ``register_modes`` hook.
     """
 
-    name: str
-    filter_cond: bool
-    filter_uncond: bool
-    original_anchor: bool
-    description: str = ""
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
 
-    def __attrs_post_init__(self) -> None:
-        if self.original_anchor and not self.filter_uncond:
-            raise InvalidParameterError(
-                f"mode {self.name!r}: original_anchor=True needs filter_uncond=True "
-                "(with an unfiltered U the anchor is already the original image)"
-            )
+    def predictions(self, cfg: bool) -> tuple[Prediction, ...]:
+        """The passes a filtered step needs, with and without classifier-free guidance."""
+        raise NotImplementedError
+
+    def forward(self, preds: Mapping[Prediction, torch.Tensor], cfg: bool) -> dict[Branch, torch.Tensor]:
+        """Fold the predictions into ``{"uncond": u, "cond": c}`` (``{"cond": c}`` without CFG)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<mode {self.name}: {self.description}>"

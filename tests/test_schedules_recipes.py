@@ -3,6 +3,7 @@
 import math
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -192,7 +193,20 @@ def test_builtin_recipes_match_released_defaults():
     assert "alg@wan2.1" in gk.recipes.names()
 
 
-def test_mode_with_anchor_needs_filtered_uncond():
-    with pytest.raises(gk.InvalidParameterError, match="'odd': original_anchor=True needs filter_uncond=True"):
-        gk.GuidanceMode("odd", filter_cond=True, filter_uncond=False, original_anchor=True)
-    assert gk.get_mode("alg") == gk.GuidanceMode("alg", True, True, True, gk.get_mode("alg").description)
+def test_builtin_modes_declare_their_passes_and_own_their_formula():
+    from guidance_kit.types import C_LP, U_I, U_LP
+
+    u_i, u_lp, c_lp = (torch.full((1, 2), v, dtype=torch.float64) for v in (1.0, 3.0, 10.0))
+    preds = {U_I: u_i, U_LP: u_lp, C_LP: c_lp}
+    alg, replace, cond_only = (gk.get_mode(n) for n in ("alg", "replace", "cond_only"))
+    assert alg.predictions(True) == (U_I, U_LP, C_LP) and alg.predictions(False) == (C_LP,)
+    folded = alg.forward(preds, cfg=True)
+    assert torch.equal(folded["uncond"], u_i) and torch.equal(folded["cond"], c_lp + u_i - u_lp)
+    # With the pipeline's u + w (c - u): U(I) + w (C(LP I) - U(LP I)).
+    w = 5.0
+    eps = folded["uncond"] + w * (folded["cond"] - folded["uncond"])
+    assert torch.equal(eps, u_i + w * (c_lp - u_lp))
+    assert torch.equal(replace.forward(preds, cfg=True)["uncond"], u_lp)
+    assert torch.equal(cond_only.forward(preds, cfg=True)["cond"], c_lp)
+    assert set(replace.predictions(True)) == {U_LP, C_LP} and set(cond_only.predictions(True)) == {U_I, C_LP}
+    assert all(set(m.forward(preds, cfg=False)) == {"cond"} for m in (alg, replace, cond_only))
