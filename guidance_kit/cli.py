@@ -5,14 +5,50 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from guidance_kit import registry
-from guidance_kit.errors import GuidanceKitError
+from guidance_kit.errors import GuidanceKitError, brief
 from guidance_kit.recipe import Recipe
+from guidance_kit.validators import check_number
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``guidance-kit <command>: error: ...`` and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(integer: bool, **bounds: Any) -> Callable[[str], Any]:
+    """An argparse type: the text parsed and checked by the shared validator."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an int' if integer else 'a number'}, got {text!r}"
+            ) from None
+        try:
+            return check_number("value", value, integer=integer, **bounds)
+        except GuidanceKitError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix("value ")) from None
+
+    return parse
+
+
+POSITIVE_INT = _number(True, lo=1)
+SEED = _number(True, lo=0, hi=2**63 - 1)
+FPS = _number(True, lo=1, hi=1000)
+GUIDANCE_SCALE = _number(False, lo=0)
 
 
 def _recipe(value: str) -> Recipe | str | None:
@@ -26,12 +62,15 @@ def _recipe(value: str) -> Recipe | str | None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from diffusers.utils import export_to_video
-
+    from guidance_kit.files import check_image_source, generated_image, open_image, prepare_out, write_video
     from guidance_kit.generate import DEFAULT_MODEL, generate, load, load_image
 
     model = args.model or DEFAULT_MODEL
     recipe = _recipe(args.recipe)
+    out = prepare_out(args.out)  # before the model loads: a bad --out fails in a second
+    if args.image is not None:
+        source = check_image_source("--image", args.image)
+        args.image = source if generated_image(source) else open_image(source)
     loaded = load(model)
     if loaded.tiny:
         print(
@@ -54,9 +93,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         execution=args.execution,
         **call,
     )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    video_path = export_to_video(list(video), str(out / "video.mp4"), fps=args.fps)
+    video_path = write_video(video, out / "video.mp4", fps=args.fps)
     print(f"video: {video_path} ({video.shape[0]} frames, {video.shape[2]}x{video.shape[1]})")
     if run is not None:
         (out / "trace.json").write_text(run.to_json(indent=2))
@@ -85,7 +122,9 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     if changes:
         sweep = Sweep.from_dict({**attrs.asdict(sweep), **changes})
     out = Path(args.out or f"outputs/ablate/{sweep.name}")
-    rows = run_sweep(sweep, out, progress=not args.no_progress, plots=not args.no_plots)
+    rows = run_sweep(
+        sweep, out, progress=not args.no_progress, plots=not args.no_plots, recompute=args.recompute
+    )
     if rows:
         print((out / "results.md").read_text())
         print(
@@ -120,6 +159,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    from guidance_kit.files import prepare_out
     from guidance_kit.generate import load_image
     from guidance_kit.plotting import plot_filter, plot_schedule
     from guidance_kit.recipes import get
@@ -128,8 +168,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     recipe = get(recipe) if isinstance(recipe, str) else recipe
     if recipe is None:
         raise GuidanceKitError("plot needs a recipe, not 'none'")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_out(args.out)
     image = np.asarray(load_image(args.image, size=args.size), dtype=np.float32) / 255.0
     paths = [plot_schedule(recipe, args.steps, out / "schedule.png"), *plot_filter(recipe, image, out)]
     print("\n".join(str(p) for p in paths))
@@ -137,9 +176,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="guidance-kit", description="Composable guidance for image-to-video diffusion."
-    )
+    parser = _Parser(prog="guidance-kit", description="Composable guidance for image-to-video diffusion.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="generate a video with a recipe (default: tiny model on the CPU)")
@@ -151,11 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--prompt", help="text prompt (needed for real models)")
     gen.add_argument("--recipe", default="alg", help="recipe name, recipe file (.toml/.yaml) or 'none'")
-    gen.add_argument("--steps", type=int, default=10)
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--guidance-scale", type=float)
-    gen.add_argument("--num-frames", type=int)
-    gen.add_argument("--fps", type=int, default=8)
+    gen.add_argument("--steps", type=POSITIVE_INT, default=10)
+    gen.add_argument("--seed", type=SEED, default=0)
+    gen.add_argument("--guidance-scale", type=GUIDANCE_SCALE)
+    gen.add_argument("--num-frames", type=POSITIVE_INT)
+    gen.add_argument("--fps", type=FPS, default=8)
     gen.add_argument("--execution", choices=["batched", "sequential"], default="batched")
     gen.add_argument("--out", default="outputs/generate")
     gen.set_defaults(func=cmd_generate)
@@ -164,12 +201,17 @@ def build_parser() -> argparse.ArgumentParser:
     abl.add_argument("sweep", help="sweep file (.toml/.yaml) or built-in name, e.g. window-length")
     abl.add_argument("--out", help="output folder (default outputs/ablate/<name>); rerun to resume")
     abl.add_argument("--model")
-    abl.add_argument("--steps", type=int)
-    abl.add_argument("--seeds", type=int, nargs="+")
+    abl.add_argument("--steps", type=POSITIVE_INT)
+    abl.add_argument("--seeds", type=SEED, nargs="+")
     abl.add_argument("--images", nargs="+")
     abl.add_argument("--prompts", nargs="+")
     abl.add_argument("--no-plots", action="store_true")
     abl.add_argument("--no-progress", action="store_true")
+    abl.add_argument(
+        "--recompute",
+        action="store_true",
+        help="recompute cells whose stored results were computed with another configuration",
+    )
     abl.set_defaults(func=cmd_ablate)
 
     rec = sub.add_parser("recipes", help="list everything registered, with the plugin that registered it")
@@ -178,21 +220,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     plot = sub.add_parser("plot", help="plot a recipe: strength per step, filtered image, spectrum")
     plot.add_argument("--recipe", default="alg")
-    plot.add_argument("--steps", type=int, default=50)
+    plot.add_argument("--steps", type=POSITIVE_INT, default=50)
     plot.add_argument("--image", help="image path (default: a generated test image)")
-    plot.add_argument("--size", type=int, default=128, help="size of the generated test image")
+    plot.add_argument(
+        "--size", type=_number(True, lo=8, hi=4096), default=128, help="size of the generated test image"
+    )
     plot.add_argument("--out", default="outputs/plot")
     plot.set_defaults(func=cmd_plot)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Exit 0 on success, 2 with one line on stderr for bad input, 130 on Ctrl-C."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad argument (already reported on one line)
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     try:
         return args.func(args)
-    except (GuidanceKitError, FileNotFoundError) as exc:
-        print(f"guidance-kit: error: {exc}", file=sys.stderr)
-        return 2
+    except GuidanceKitError as exc:
+        print(f"guidance-kit: error: {brief(exc, 2000)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:  # a path the user gave that the OS refuses (permissions, disk full)
+        print(f"guidance-kit: error: {type(exc).__name__}: {brief(exc, 2000)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("guidance-kit: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -14,8 +14,10 @@ from PIL import Image
 
 from guidance_kit.controller import Run, find_backend, guide
 from guidance_kit.errors import GuidanceKitError, InvalidParameterError, UnsupportedPipelineError
+from guidance_kit.files import check_image_source, open_image
 from guidance_kit.recipe import Recipe
 from guidance_kit.tiny import FAMILIES, tiny_image, tiny_pipeline
+from guidance_kit.validators import check_call_args, check_number
 
 TINY_PREFIX = "tiny:"
 DEFAULT_MODEL = "tiny:wan2.1"
@@ -67,10 +69,7 @@ def load_image(source: str | Path | Image.Image | None, size: int = 32) -> Image
     if source is None or str(source).startswith(TINY_PREFIX):
         seed = int(str(source)[len(TINY_PREFIX) :] or 0) if source else 0
         return tiny_image(size, seed)
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    return Image.open(path).convert("RGB")
+    return open_image(check_image_source("image", str(source)))
 
 
 def generate(
@@ -86,7 +85,9 @@ def generate(
     **call_kwargs: Any,
 ) -> tuple[np.ndarray, Run | None]:
     """One video as float frames ``[T, H, W, 3]`` in [0, 1], and the guide() run (None unguided)."""
-    kwargs = {**loaded.kwargs, **call_kwargs}
+    steps = check_number("steps", steps, lo=1, integer=True)
+    seed = check_number("seed", seed, lo=0, hi=2**64 - 1, integer=True)
+    kwargs = {**loaded.kwargs, **check_call_args("call", call_kwargs)}
     if not loaded.tiny:
         if prompt is None:
             raise InvalidParameterError("a prompt is needed for a real model")
