@@ -167,3 +167,26 @@ def test_metrics_accept_the_documented_inputs():
     assert metrics.as_frames(torch.from_numpy(video).to(torch.bfloat16)).shape == (4, 16, 16, 3)
     with pytest.raises(gk.InvalidParameterError, match="fps must be a finite number > 0"):
         metrics.dynamic_degree([video], fps=float("nan"))
+
+
+def test_an_observer_failing_on_exit_does_not_mask_the_runs_own_error():
+    from conftest import pipeline
+
+    pipe, _ = pipeline("cogvideox")
+
+    class Observer:
+        @gk.hookimpl
+        def on_guide_exit(self, run, error):
+            raise RuntimeError("observer broke")
+
+    observer = Observer()
+    gk.register_plugin(observer, name="failing-observer")
+    try:
+        with (
+            pytest.warns(RuntimeWarning, match="observer raised RuntimeError: observer broke"),
+            pytest.raises(ValueError, match="the run's own"),
+            gk.guide(pipe, "alg"),
+        ):
+            raise ValueError("the run's own")
+    finally:
+        gk.unregister_plugin(observer)
