@@ -177,7 +177,7 @@ class Estimate:
 
     @classmethod
     def of(cls, values: Sequence[float]) -> Estimate:
-        x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+        x = np.asarray([v for v in values if _finite(v)], dtype=float)  # a failed video has no score
         if x.size == 0:
             return cls(math.nan, math.nan, 0)
         se = float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else math.nan

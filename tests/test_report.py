@@ -4,6 +4,8 @@ file's label and baseline fields, and a shipped sweep's report end to end."""
 import json
 import math
 import re
+import runpy
+from pathlib import Path
 
 import attrs
 import pytest
@@ -159,3 +161,27 @@ def test_shipped_sweep_writes_a_readable_report(tmp_path):
     csv = (tmp_path / "results.csv").read_text().splitlines()
     assert csv[0].startswith("label,baseline,params,recipe,videos,passes,dynamic,dynamic_se,")
     assert csv[2].startswith("window 0-2%,False,")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_docs_script_replaces_its_report_in_place(tmp_path):
+    embed = runpy.run_path(str(ROOT / "scripts" / "ablation_reports.py"))["embed"]
+    page = tmp_path / "page.md"
+    page.write_text("# Window length\n\nWhat the sweep asks.\n")
+    embed(page, "first run")
+    embed(page, "second run")
+    assert (
+        page.read_text()
+        == "# Window length\n\nWhat the sweep asks.\n\n<!-- report -->\n\nsecond run\n<!-- /report -->\n"
+    )
+
+
+@pytest.mark.parametrize("name", sorted(ablation.builtin_sweeps()))
+def test_recipe_pages_embed_a_report(name):
+    page = (ROOT / "docs" / "recipes" / f"{name}.md").read_text()
+    embedded = page.split("<!-- report -->")[1].split("<!-- /report -->")[0]
+    assert "| cell | n | dynamic degree |" in embedded and "(baseline) |" in embedded
+    images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", embedded)
+    assert images and all((ROOT / "docs" / "recipes" / path).is_file() for path in images)
