@@ -322,6 +322,8 @@ def builtin_sweeps() -> dict[str, Path]:
 
 def resolve_sweep(name_or_path: str | Path) -> Path:
     """A sweep file path, or the path of a built-in sweep by name."""
+    if not isinstance(name_or_path, str | Path):
+        raise InvalidParameterError(f"a sweep is a file path or a built-in name, got {shown(name_or_path)}")
     path = Path(name_or_path)
     if path.is_file():
         return path

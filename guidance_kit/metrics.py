@@ -21,7 +21,7 @@ import torch
 from scipy import ndimage
 
 from guidance_kit import registry
-from guidance_kit.errors import InvalidParameterError, NonFiniteVideoError, brief
+from guidance_kit.errors import GuidanceKitError, InvalidParameterError, NonFiniteVideoError, brief
 from guidance_kit.validators import check_number
 
 
@@ -97,7 +97,13 @@ def _checked_float(array: np.ndarray) -> np.ndarray:
 
 def flow_estimator(name: str = "farneback", **params: Any) -> FlowEstimator:
     """A registered flow estimator by name (``"farneback"``, ``"raft"``, or a plugin's)."""
-    return registry.lookup("flow", name)(**params)
+    estimator = registry.lookup("flow", name)
+    try:
+        return estimator(**params)
+    except GuidanceKitError:
+        raise
+    except Exception as exc:  # unknown parameters, missing weights: name the estimator
+        raise InvalidParameterError(f"flow estimator {name!r}: {type(exc).__name__}: {brief(exc)}") from None
 
 
 def sample_frames(frames: np.ndarray, fps: float | None) -> np.ndarray:

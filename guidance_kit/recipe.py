@@ -251,6 +251,10 @@ class Recipe:
         return cls.from_dict(read_mapping(path, "recipe"))
 
     def replace(self, **changes: Any) -> Recipe:
+        valid = [a.name for a in attrs.fields(type(self))]
+        unknown = sorted(set(changes) - set(valid))
+        if unknown:
+            raise InvalidParameterError(f"recipe has no field(s) {unknown}; valid fields: {valid}")
         return attrs.evolve(self, **changes)
 
 

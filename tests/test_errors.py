@@ -190,3 +190,17 @@ def test_an_observer_failing_on_exit_does_not_mask_the_runs_own_error():
             raise ValueError("the run's own")
     finally:
         gk.unregister_plugin(observer)
+
+
+def test_other_public_entry_points_raise_named_errors():
+    recipe = gk.recipes.get("alg")
+    with pytest.raises(gk.InvalidParameterError, match=r"recipe has no field\(s\) \['filtr'\]"):
+        recipe.replace(filtr="downup")
+    with pytest.raises(gk.InvalidParameterError, match="flow estimator 'farneback': TypeError"):
+        metrics.flow_estimator("farneback", speed=2)
+    with pytest.raises(gk.UnknownNameError, match="unknown recipe 42"):
+        gk.recipes.get(42)
+    from guidance_kit import ablation
+
+    with pytest.raises(gk.InvalidParameterError, match="a sweep is a file path or a built-in name, got None"):
+        ablation.resolve_sweep(None)
