@@ -186,7 +186,7 @@ def _cogvideox() -> tuple[Any, dict[str, Any]]:
         out_channels=4,
         time_embed_dim=2,
         text_embed_dim=32,
-        num_layers=1,
+        num_layers=2,  # FirstBlockCache needs a block after the first
         sample_width=4,
         sample_height=4,
         sample_frames=9,
@@ -435,9 +435,13 @@ def tiny_pipeline(family: str = "wan2.1", dtype: torch.dtype = torch.float32) ->
     steps and generator) that make a valid call."""
     if family not in _BUILDERS:
         raise ValueError(f"unknown tiny pipeline family {family!r}; choose from {list(FAMILIES)}")
+    return ready(*_BUILDERS[family](), dtype)
+
+
+def ready(pipe: Any, kwargs: dict[str, Any], dtype: torch.dtype) -> tuple[Any, dict[str, Any]]:
+    """``pipe`` cast to ``dtype`` with its progress bar off, and ``kwargs``' tensors cast alike."""
     from diffusers.utils import logging
 
-    pipe, kwargs = _BUILDERS[family]()
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # casting random weights warns about modules "kept in float32"
     try:

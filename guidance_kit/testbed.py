@@ -1,0 +1,322 @@
+"""A toy world where ALG's effect is real and measurable on a CPU.
+
+Clips are procedurally generated camera pans over a periodic texture with fine detail (hard-edged
+shapes, some striped), rendered with physically integrated motion blur: each frame averages the
+texture over sub-frame positions across an open shutter, so static clips are sharp and fast clips
+are blurred along their motion. The caption names the motion ("static", "moving right", ...), but
+is unreliable for static clips (some carry a motion caption) and dropped for CFG. A sharp first
+frame therefore predicts a static clip by construction: the shortcut ALG is meant to remove.
+
+The model is a small ``WanTransformer3DModel`` in the Wan 2.1 I2V layout (channels: noisy latents,
+4 mask channels, image latents; no CLIP image embedding), trained with flow matching on
+conditions built by the stock ``WanImageToVideoPipeline.prepare_latents``, so the stock pipeline
+samples it and ``guidance_kit.guide`` runs unmodified. The VAE is a fixed lossless pixel shuffle
+(2x2 spatial, 4 frames per latent frame after a lone first frame, as Wan's causal VAE groups
+them). Shipped weights: ``testbed.safetensors``; ``guidance-kit testbed train`` reproduces them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
+from diffusers.models.modeling_outputs import AutoencoderKLOutput
+from diffusers.models.modeling_utils import ModelMixin
+from PIL import Image
+
+from guidance_kit.tiny import _WAN_TRANSFORMER, _embeds, ready
+
+SIZE = 32  # frame height and width (pixels)
+FRAMES = 9  # Wan's 4k + 1
+SUPERSAMPLE = 2  # the texture is drawn at 2x resolution, so sub-pixel motion blurs smoothly
+SHUTTER_SAMPLES = 8  # sub-frame positions averaged per frame
+STATIC_SHARE = 0.4
+SPEEDS = (1.5, 3.0)  # pixels per frame for moving clips
+WRONG_CAPTION_SHARE = 0.3  # static clips captioned with a motion: captions are unreliable
+CAPTION_DROPOUT = 0.2  # trains the null caption that CFG's unconditional branch uses
+SHIFT = 3.0  # the sampler's flow-matching timestep shift
+DIRECTIONS = {"moving right": (1, 0), "moving left": (-1, 0), "moving down": (0, 1), "moving up": (0, -1)}
+CAPTIONS = ("", "static", *DIRECTIONS)
+PROMPT = "moving right"  # the call's prompt: a motion request, like a user's
+WEIGHTS = "testbed.safetensors"
+_TRAIN_STREAM, _HELD_OUT_STREAM = 1, 2  # disjoint random streams for training clips and test images
+
+TRANSFORMER = {
+    **_WAN_TRANSFORMER,
+    "num_attention_heads": 4,
+    "attention_head_dim": 24,
+    "in_channels": 48 + 4 + 48,
+    "out_channels": 48,
+    "freq_dim": 64,
+    "ffn_dim": 256,
+    "num_layers": 4,
+    "image_dim": None,
+}
+_TEXT_TOKENS = 4
+
+
+@attrs.frozen
+class Clip:
+    frames: np.ndarray  # uint8 [FRAMES, SIZE, SIZE, 3]
+    caption: str
+    velocity: tuple[float, float]  # pixels per frame (x, y)
+
+
+# --- the world -----------------------------------------------------------------------------------
+
+
+def texture(rng: np.random.Generator) -> np.ndarray:
+    """A periodic RGB texture ``[S*SIZE, S*SIZE, 3]`` in [0, 1]: a background colour and hard-edged
+    discs and squares, half of them striped (the fine detail motion blur erases)."""
+    n = SIZE * SUPERSAMPLE
+    canvas = np.broadcast_to(rng.random(3, dtype=np.float32), (n, n, 3)).copy()
+    yy, xx = np.mgrid[0:n, 0:n] / SUPERSAMPLE  # output-pixel units
+    for _ in range(12):
+        cy, cx = rng.random(2) * SIZE
+        dy = (yy - cy + SIZE / 2) % SIZE - SIZE / 2  # torus distances: the texture wraps
+        dx = (xx - cx + SIZE / 2) % SIZE - SIZE / 2
+        radius = rng.uniform(2.0, 7.0)
+        inside = np.hypot(dx, dy) < radius if rng.random() < 0.5 else np.maximum(abs(dx), abs(dy)) < radius
+        colour = rng.random(3, dtype=np.float32)
+        if rng.random() < 0.5:
+            period, angle = rng.uniform(1.5, 3.0), rng.uniform(0, np.pi)
+            phase = (dx * np.cos(angle) + dy * np.sin(angle)) / period
+            colour = colour * (0.5 + 0.5 * (phase % 1.0 < 0.5))[..., None]
+        canvas = np.where(inside[..., None], colour, canvas)
+    return canvas
+
+
+def render(tex: np.ndarray, velocity: tuple[float, float], frames: int = FRAMES) -> np.ndarray:
+    """Frames of a camera pan at ``velocity`` (pixels per frame) with a fully open shutter: each
+    frame is the mean of the texture over the sub-frame positions it sweeps, box-downsampled."""
+    out = np.empty((frames, SIZE, SIZE, 3), np.float32)
+    for t in range(frames):
+        acc = np.zeros_like(tex)
+        for j in range(SHUTTER_SAMPLES):
+            when = t + (j + 0.5) / SHUTTER_SAMPLES - 0.5  # the shutter is centred on the frame time
+            shift = [round(v * when * SUPERSAMPLE) for v in velocity[::-1]]
+            acc += np.roll(tex, shift, axis=(0, 1))
+        acc /= SHUTTER_SAMPLES
+        out[t] = acc.reshape(SIZE, SUPERSAMPLE, SIZE, SUPERSAMPLE, 3).mean(axis=(1, 3))
+    return (out * 255).round().astype(np.uint8)
+
+
+def sample_clip(rng: np.random.Generator) -> Clip:
+    """One clip with its caption: static, or a pan in one of four directions."""
+    tex = texture(rng)
+    if rng.random() < STATIC_SHARE:
+        velocity = (0.0, 0.0)
+        wrong = rng.random() < WRONG_CAPTION_SHARE
+        caption = str(rng.choice(list(DIRECTIONS))) if wrong else "static"
+    else:
+        caption = str(rng.choice(list(DIRECTIONS)))
+        speed = rng.uniform(*SPEEDS)
+        velocity = (DIRECTIONS[caption][0] * speed, DIRECTIONS[caption][1] * speed)
+    if rng.random() < CAPTION_DROPOUT:
+        caption = ""
+    return Clip(render(tex, velocity), caption, velocity)
+
+
+def training_clips(n: int, seed: int, step: int) -> list[Clip]:
+    rng = np.random.default_rng([_TRAIN_STREAM, seed, step])
+    return [sample_clip(rng) for _ in range(n)]
+
+
+def image(index: int, seed: int = 0) -> Image.Image:
+    """A sharp held-out conditioning image (a texture no training clip uses)."""
+    tex = texture(np.random.default_rng([_HELD_OUT_STREAM, seed, index]))
+    return Image.fromarray(render(tex, (0.0, 0.0), frames=1)[0])
+
+
+def images(n: int, seed: int = 0) -> list[Image.Image]:
+    """``n`` sharp held-out conditioning images."""
+    return [image(i, seed) for i in range(n)]
+
+
+def prompt_embeds(caption: str) -> torch.Tensor:
+    """The fixed text embedding of a caption (the null caption "" is CFG's negative prompt)."""
+    return _embeds(100 + CAPTIONS.index(caption), 1, _TEXT_TOKENS, TRANSFORMER["text_dim"])
+
+
+# --- the VAE -------------------------------------------------------------------------------------
+
+
+class PixelShuffleVAE(ModelMixin, ConfigMixin):
+    """A fixed, lossless autoencoder with the interface ``WanImageToVideoPipeline`` uses: 2x2
+    pixels and 4 frames per latent position (the first frame alone, repeated, as in Wan's causal
+    VAE), so ``z_dim`` = 3 * 4 * 2 * 2 = 48."""
+
+    @register_to_config
+    def __init__(
+        self,
+        scale_factor_spatial: int = 2,
+        scale_factor_temporal: int = 4,
+        z_dim: int = 48,
+        latents_mean: tuple[float, ...] = (0.0,) * 48,
+        latents_std: tuple[float, ...] = (0.5,) * 48,  # about the pixel std of the world's clips
+    ):
+        super().__init__()
+        self.register_buffer("_dtype_anchor", torch.zeros(()), persistent=False)  # dtype and device
+
+    def _shape(self, video: torch.Tensor) -> tuple[int, int, int, int, int, int]:
+        b, c, f, h, w = video.shape
+        s, t = self.config.scale_factor_spatial, self.config.scale_factor_temporal
+        return b, c, t, s, h // s, w // s
+
+    def encode(self, video: torch.Tensor, return_dict: bool = True) -> Any:
+        b, c, t, s, h, w = self._shape(video)
+        first = video[:, :, :1].expand(-1, -1, t, -1, -1)
+        grouped = torch.cat([first, video[:, :, 1:]], dim=2).to(self.dtype)  # [B, C, t*n, H, W]
+        n = grouped.shape[2] // t
+        z = grouped.reshape(b, c, n, t, h, s, w, s).permute(0, 1, 3, 5, 7, 2, 4, 6).reshape(b, -1, n, h, w)
+        dist = DiagonalGaussianDistribution(torch.cat([z, torch.zeros_like(z)], dim=1), deterministic=True)
+        return AutoencoderKLOutput(latent_dist=dist) if return_dict else (dist,)
+
+    def decode(self, z: torch.Tensor, return_dict: bool = True) -> Any:
+        s, t = self.config.scale_factor_spatial, self.config.scale_factor_temporal
+        b, _, n, h, w = z.shape
+        grouped = z.reshape(b, 3, t, s, s, n, h, w).permute(0, 1, 5, 2, 6, 3, 7, 4)
+        grouped = grouped.reshape(b, 3, n * t, h * s, w * s)
+        first = grouped[:, :, :t].mean(dim=2, keepdim=True)  # the model's copies of frame 0
+        video = torch.cat([first, grouped[:, :, t:]], dim=2).clamp(-1, 1)
+        return DecoderOutput(sample=video) if return_dict else (video,)
+
+
+# --- the pipeline --------------------------------------------------------------------------------
+
+
+def build_pipeline(transformer: Any = None, seed: int = 0) -> Any:
+    """The stock ``WanImageToVideoPipeline`` around a testbed transformer (random when None)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline, WanTransformer3DModel
+
+    if transformer is None:
+        torch.manual_seed(seed)
+        transformer = WanTransformer3DModel(**TRANSFORMER)
+    return WanImageToVideoPipeline(
+        tokenizer=None,
+        text_encoder=None,
+        vae=PixelShuffleVAE(),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=SHIFT),
+        transformer=transformer,
+    )
+
+
+def call_kwargs(prompt: str = PROMPT) -> dict[str, Any]:
+    return {
+        "prompt_embeds": prompt_embeds(prompt),
+        "negative_prompt_embeds": prompt_embeds(""),
+        "height": SIZE,
+        "width": SIZE,
+        "num_frames": FRAMES,
+        "guidance_scale": 5.0,
+    }
+
+
+def weights_path() -> Path:
+    return Path(str(resources.files("guidance_kit") / WEIGHTS))
+
+
+def load(
+    device: str = "cpu", dtype: torch.dtype = torch.float32, weights: str | Path | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """The trained testbed pipeline and the keyword arguments (without image, steps and
+    generator) of a valid call, like ``guidance_kit.tiny.tiny_pipeline``."""
+    from safetensors.torch import load_file
+
+    pipe = build_pipeline()
+    pipe.transformer.load_state_dict(load_file(str(weights or weights_path())))
+    pipe, kwargs = ready(pipe, call_kwargs(), dtype)
+    return pipe.to(device), kwargs
+
+
+# --- training ------------------------------------------------------------------------------------
+
+
+def _batch(pipe: Any, clips: list[Clip]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(clean latents, condition, text embeddings): the condition comes from the pipeline's own
+    ``prepare_latents``, one clip at a time (it repeats one image over the batch)."""
+    video = torch.from_numpy(np.stack([c.frames for c in clips])).float().div(127.5).sub(1.0)
+    video = video.permute(0, 4, 1, 2, 3)  # [B, C, F, H, W], in [-1, 1] like the video processor's
+    vae = pipe.vae
+    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+    latents = (vae.encode(video).latent_dist.mode() - mean) / std
+    conditions = [
+        pipe.prepare_latents(frame[None], 1, vae.config.z_dim, SIZE, SIZE, FRAMES, torch.float32, "cpu")[1]
+        for frame in video[:, :, 0]
+    ]
+    text = torch.cat([prompt_embeds(c.caption) for c in clips])
+    return latents, torch.cat(conditions), text
+
+
+def flow_matching_loss(pipe: Any, clips: list[Clip], generator: torch.Generator) -> torch.Tensor:
+    """Wan's objective: x_t = (1 - sigma) x0 + sigma noise, predict the velocity noise - x0
+    (timestep = 1000 sigma), with sigma uniform in [0, 1]."""
+    latents, condition, text = _batch(pipe, clips)
+    sigma = torch.rand(len(clips), generator=generator).view(-1, 1, 1, 1, 1)
+    noise = torch.randn(latents.shape, generator=generator)
+    noisy = (1 - sigma) * latents + sigma * noise
+    pred = pipe.transformer(
+        hidden_states=torch.cat([noisy, condition], dim=1),
+        timestep=sigma.flatten() * 1000,
+        encoder_hidden_states=text,
+        return_dict=False,
+    )[0]
+    return torch.nn.functional.mse_loss(pred, noise - latents)
+
+
+def train(
+    out: str | Path,
+    steps: int = 3000,
+    batch: int = 8,
+    lr: float = 2e-3,
+    seed: int = 0,
+    threads: int | None = None,
+    log: Callable[[str], None] = print,
+    checkpoint_every: int = 0,
+) -> Path:
+    """Train the testbed transformer from scratch and save its weights (safetensors)."""
+    meta = {"steps": steps, "batch": batch, "lr": lr, "seed": seed}
+    if threads:
+        torch.set_num_threads(threads)
+    pipe = build_pipeline(seed=seed)
+    model = pipe.transformer.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    warmup = max(1, steps // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda i: min(1.0, (i + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(i / steps, 1.0)))
+    )
+    generator = torch.Generator().manual_seed(seed)
+    start, running = time.perf_counter(), None
+    for step in range(steps):
+        loss = flow_matching_loss(pipe, training_clips(batch, seed, step), generator)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        if step % 100 == 0 or step == steps - 1:
+            log(f"step {step:5d}  loss {running:.4f}  {time.perf_counter() - start:6.0f} s")
+        if checkpoint_every and step and step % checkpoint_every == 0:
+            _save(model, Path(out).with_suffix(f".step{step}.safetensors"), meta)
+    return _save(model, Path(out), meta)
+
+
+def _save(model: torch.nn.Module, out: Path, meta: dict[str, Any]) -> Path:
+    from safetensors.torch import save_file
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out), {"train": json.dumps(meta)})
+    return out
