@@ -20,6 +20,7 @@ from guidance_kit.tiny import FAMILIES, tiny_image, tiny_pipeline
 from guidance_kit.validators import check_call_args, check_number
 
 TINY_PREFIX = "tiny:"
+TESTBED = "testbed"  # the trained toy model of guidance_kit.testbed (shipped weights, no download)
 DEFAULT_MODEL = "tiny:wan2.1"
 
 
@@ -36,10 +37,16 @@ class Loaded:
 def load(
     model: str | None = None, dtype: torch.dtype | None = None, device: str | None = None, **components: Any
 ) -> Loaded:
-    """``model``: ``"tiny:<family>"`` (random weights, no download), a Hugging Face model id or
-    a local diffusers folder (``DiffusionPipeline.from_pretrained``; ``components`` such as a
-    quantized ``transformer=...`` are passed through)."""
+    """``model``: ``"tiny:<family>"`` (random weights, no download), ``"testbed"`` (the trained toy
+    model of ``guidance_kit.testbed``, shipped), a Hugging Face model id or a local diffusers folder
+    (``DiffusionPipeline.from_pretrained``; ``components`` such as a quantized ``transformer=...``
+    are passed through)."""
     model = model or DEFAULT_MODEL
+    if model == TESTBED:
+        from guidance_kit import testbed
+
+        pipe, kwargs = testbed.load(device or "cpu", dtype or torch.float32)
+        return Loaded(pipe, kwargs, True, model)
     if model.startswith(TINY_PREFIX):
         family = model[len(TINY_PREFIX) :] or "wan2.1"
         if family not in FAMILIES:
@@ -63,9 +70,14 @@ def load(
 
 
 def load_image(source: str | Path | Image.Image | None, size: int = 32) -> Image.Image:
-    """An RGB image from a path, ``"tiny:<seed>"`` (a generated test image) or a PIL image."""
+    """An RGB image from a path, ``"tiny:<seed>"`` (a generated test image), ``"testbed:<k>"``
+    (the testbed's k-th held-out image) or a PIL image."""
     if isinstance(source, Image.Image):
         return source.convert("RGB")
+    if str(source).startswith(TESTBED + ":"):
+        from guidance_kit import testbed
+
+        return testbed.image(int(str(source)[len(TESTBED) + 1 :]))
     if source is None or str(source).startswith(TINY_PREFIX):
         seed = int(str(source)[len(TINY_PREFIX) :] or 0) if source else 0
         return tiny_image(size, seed)
