@@ -259,6 +259,29 @@ def _stateful_hooks(module: torch.nn.Module) -> list[tuple[str, Any]]:
     return found
 
 
+def _cache_states(module: torch.nn.Module) -> bool:
+    """Whether ``module`` carries stateful diffusers hooks; raises for those that cannot keep a
+    state per pass.
+
+    Hooks that keep their state in a ``StateManager`` (FirstBlockCache, MagCache, TaylorSeer)
+    keep one state per cache context, so extra passes in contexts of their own are served
+    correctly. Hooks with a single state (PyramidAttentionBroadcast, FasterCache) would serve
+    one pass's cached activations to another (of other rows, or of the other image).
+    """
+    from diffusers.hooks.hooks import StateManager
+
+    hooks = _stateful_hooks(module)
+    for name, hook in hooks:
+        if not any(isinstance(v, StateManager) for v in vars(hook).values()):
+            raise GuidanceKitError(
+                f"{type(hook).__name__} ({name!r}) on {type(module).__name__} keeps one state for every "
+                "denoiser call, so the guidance mode's extra passes would be served another pass's cached "
+                "activations; disable it inside guide() (transformer.disable_cache()) or use a cache with "
+                "per-context state (FirstBlockCache, MagCache, TaylorSeerCache)"
+            )
+    return bool(hooks)
+
+
 @contextmanager
 def _own_cache_context(module: torch.nn.Module, label: str) -> Iterator[None]:
     """Run an extra pass in a cache context of its own, next to the one the pipeline set.
@@ -347,8 +370,8 @@ class _Controller:
     # Attaching ---------------------------------------------------------------------------------
 
     def _components(self) -> dict[str, Any]:
-        found = {"scheduler": self.pipe.scheduler, "vae": getattr(self.pipe, "vae", None)}
-        found.update(self.backend.denoisers(self.pipe))
+        found = dict(self.backend.denoisers(self.pipe))
+        found.update(scheduler=self.pipe.scheduler, vae=getattr(self.pipe, "vae", None))
         return {name: c for name, c in found.items() if c is not None}
 
     def _claim(self) -> None:
@@ -386,7 +409,10 @@ class _Controller:
             if self.recipe.space == "pixel":
                 method = getattr(self.pipe, self.backend.pixel_method)
                 self._patch(self.pipe, self.backend.pixel_method, self._wrap_pixel(method))
+            _, extras, _ = self._plan(("uncond", "cond"), cfg=True)
             for name, module in self.backend.denoisers(self.pipe).items():
+                if extras:  # refuse a cache that cannot serve extra passes before any compute
+                    _cache_states(module)
                 self._hook_denoiser(name, module)
         except BaseException:
             self.detach(None)
@@ -607,7 +633,9 @@ class _Controller:
         )
 
     def _merge_allowed(self, module: torch.nn.Module) -> bool:
-        return self.run.execution == "batched" and not _stateful_hooks(module)
+        # A stateful cache keeps its rows per context: the extra passes get contexts of their own.
+        stateful = _cache_states(module)
+        return self.run.execution == "batched" and not stateful
 
     # Denoiser hooks ----------------------------------------------------------------------------
 
@@ -751,9 +779,15 @@ def _rows(arguments: dict[str, Any], names: tuple[str, ...]) -> int:
 def _take_rows(
     arguments: dict[str, Any], names: tuple[str, ...], rows: int, parts: list[slice]
 ) -> dict[str, Any]:
+    if parts == [slice(0, rows)]:
+        return arguments
     out = dict(arguments)
+    total = sum(p.stop - p.start for p in parts)
     for name in names:
         value = arguments.get(name)
         if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == rows:
-            out[name] = torch.cat([value[p] for p in parts])
+            if value.stride(0) == 0:  # an expanded row (Wan's timestep): keep it expanded, as compiled
+                out[name] = value[:1].expand(total, *value.shape[1:])
+            else:
+                out[name] = torch.cat([value[p] for p in parts])
     return out
