@@ -1,5 +1,6 @@
 """Cost of guidance: wall time and peak memory of ALG and of an attached-but-inactive guide,
-relative to the plain pipeline, measured side by side (interleaved repeats) in one run.
+relative to the plain pipeline, and of ALG under a diffusers FirstBlockCache relative to the
+cache alone, measured side by side (interleaved repeats) in one run.
 
     python benchmarks/bench_alg.py                      # tiny Wan 2.1 and CogVideoX, batched extra pass
     python benchmarks/bench_alg.py --execution sequential --size 64 --repeats 7
@@ -21,6 +22,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from diffusers.hooks import FirstBlockCacheConfig
 
 import guidance_kit as gk
 from guidance_kit.tiny import tiny_image, tiny_pipeline
@@ -79,6 +81,7 @@ def bench(
     execution: str,
     device: str,
     heavy: bool = False,
+    cache_threshold: float = 0.05,
 ) -> dict:
     pipe, kwargs = tiny_pipeline(family, torch.float32)
     kwargs.update(height=size, width=size)
@@ -104,7 +107,7 @@ def bench(
         if device == "cuda":
             torch.cuda.synchronize()
 
-    # Time spent inside the denoiser's own forward (under guide()'s wrapper), to compare the
+    # Time spent inside the denoiser's own forward (inside guide()'s hooks), to compare the
     # denoiser cost with the pass count separately from the fixed cost (VAE encode, scheduler).
     denoiser_time = [0.0]
     modules = list(gk.find_backend(pipe).denoisers(pipe).values())
@@ -113,20 +116,50 @@ def bench(
 
     alg = gk.Recipe(filter=gk.filters.DownUp(0.4), schedule=gk.schedules.StepSwitch(0.0, end))
     inactive = gk.Recipe(filter=gk.filters.DownUp(0.4), schedule=gk.schedules.Constant(0.0))
-    # The guide's own cost per denoiser call: time around guide()'s wrapper minus time inside it.
+    # The guide's own cost per denoiser call: time from a pre-hook placed before guide()'s to a
+    # hook placed after guide()'s, minus the time inside forward.
     outer_time = [0.0]
 
     def inactive_timed() -> int:
+        started = [0.0]
+
+        def start(*_: object) -> None:
+            started[0] = time.perf_counter()
+
+        def stop(*_: object) -> None:
+            if device == "cuda":
+                torch.cuda.synchronize()
+            outer_time[0] += time.perf_counter() - started[0]
+
         with gk.guide(pipe, inactive, execution=execution) as run:
-            for module in modules:
-                module.forward = _timed(module.forward, outer_time, device)
+            handles = [
+                h
+                for m in modules
+                for h in (m.register_forward_pre_hook(start, prepend=True), m.register_forward_hook(stop))
+            ]
             call()
+            for handle in handles:
+                handle.remove()
         return sum(record.calls for record in run.trace)
+
+    def cached(run: Callable[[], None]) -> Callable[[], None]:
+        def with_cache() -> None:
+            for module in modules:
+                module.enable_cache(FirstBlockCacheConfig(threshold=cache_threshold))
+            try:
+                run()
+            finally:
+                for module in modules:
+                    module.disable_cache()
+
+        return with_cache
 
     variants: dict[str, Callable[[], None]] = {
         "baseline": call,
         "inactive": lambda: _guided(pipe, inactive, execution, call),
         "alg": lambda: _guided(pipe, alg, execution, call),
+        "cache": cached(call),
+        "alg+cache": cached(lambda: _guided(pipe, alg, execution, call)),
     }
     for run in variants.values():  # warm-up
         run()
@@ -164,6 +197,8 @@ def bench(
         "alg_denoiser_ratio": median_inner["alg"] / median_inner["baseline"],
         "denoiser_share": median_inner["baseline"] / median["baseline"],
         "inactive_ratio": median["inactive"] / median["baseline"],
+        "alg_cache_ratio": median["alg+cache"] / median["cache"],
+        "cache_ratio": median["cache"] / median["baseline"],
         "baseline_s": median["baseline"],
         "wrapper_us_per_call": min(o / n for o, _, n in overheads) * 1e6,
         "wrapper_share": min(o / d for o, d, _ in overheads),
@@ -202,6 +237,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument(
         "--heavy", action="store_true", help="a deeper, wider denoiser that dominates the run"
     )
+    parser.add_argument("--cache-threshold", type=float, default=0.05, help="FirstBlockCache threshold")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     results = []
@@ -211,18 +247,27 @@ def main(argv: list[str] | None = None) -> list[dict]:
     header = (
         f"{'family':<10} {'passes':>6} {'pass ratio':>10} {'ALG/base':>8} {'ALG/base denoiser':>17} "
         f"{'denoiser share':>14} {'inactive/base':>13} {'guide us/call':>13} {'guide/denoiser':>14} {'base s':>7}"
-        "  peak MB (base/inactive/alg)"
+        f" {'cache/base':>10} {'ALG+cache/cache':>15}  peak MB (base/inactive/alg)"
     )
     print(header)
     for family in args.families:
         r = bench(
-            family, args.steps, args.end, args.size, args.repeats, args.execution, args.device, args.heavy
+            family,
+            args.steps,
+            args.end,
+            args.size,
+            args.repeats,
+            args.execution,
+            args.device,
+            args.heavy,
+            args.cache_threshold,
         )
         peaks = "/".join(f"{r['peak_mb'][k]:.1f}" for k in ("baseline", "inactive", "alg"))
         print(
             f"{family:<10} {r['passes']:>6} {r['expected_ratio']:>10.3f} {r['alg_ratio']:>8.3f} "
             f"{r['alg_denoiser_ratio']:>17.3f} {r['denoiser_share']:>14.2f} {r['inactive_ratio']:>13.3f} "
-            f"{r['wrapper_us_per_call']:>13.1f} {r['wrapper_share']:>14.4f} {r['baseline_s']:>7.3f}  {peaks}"
+            f"{r['wrapper_us_per_call']:>13.1f} {r['wrapper_share']:>14.4f} {r['baseline_s']:>7.3f}"
+            f" {r['cache_ratio']:>10.3f} {r['alg_cache_ratio']:>15.3f}  {peaks}"
         )
         results.append(r)
     return results

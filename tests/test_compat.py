@@ -457,3 +457,21 @@ def test_correction_on_the_unconditional_side_matches_in_place(image, results):
                 run_pipe(pipe, kwargs, image, STEPS)
     finally:
         gk.unregister_plugin(name)
+
+
+def test_every_batch_shaped_output_is_folded(image, results):
+    # A denoiser that returns two batch-shaped outputs (as LTX-2's video and audio): a hook
+    # installed before guide() makes the second output twice the first; guide() must fold both,
+    # so twice the folded first output is the folded second, and the pipeline's result is ALG's.
+    pipe, kwargs = pipeline("wan2.1")
+    seen = []
+    two = pipe.transformer.register_forward_hook(lambda m, a, out: (out[0], 2 * out[0]))
+    try:
+        with gk.guide(pipe, RECIPE) as run:
+            spy = pipe.transformer.register_forward_hook(lambda m, a, out: seen.append(out))
+            got = run_pipe(pipe, kwargs, image, STEPS)
+            spy.remove()
+    finally:
+        two.remove()
+    assert run.last.passes == 2 * STEPS + 3 and rel(got, results["wan2.1"][1]) <= 1e-12
+    assert len(seen) == 2 * STEPS and all(torch.equal(2 * first, second) for first, second in seen)
