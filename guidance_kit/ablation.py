@@ -147,7 +147,9 @@ class Sweep:
             *path, last = key.split(".")
             for part in path:
                 if not isinstance(target.get(part), dict):
-                    raise InvalidParameterError(f"sweep grid key {key!r}: recipe has no table {part!r}")
+                    raise InvalidParameterError(
+                        f"sweep grid key {shown(key)}: recipe has no table {shown(part)}"
+                    )
                 target = target[part]
             if isinstance(value, Mapping):
                 target[last] = dict(value)

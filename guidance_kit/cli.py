@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from guidance_kit import registry
-from guidance_kit.errors import GuidanceKitError, brief
+from guidance_kit.errors import GuidanceKitError, brief, shown
 from guidance_kit.recipe import Recipe
 from guidance_kit.validators import check_number
 
@@ -35,7 +35,7 @@ def _number(integer: bool, **bounds: Any) -> Callable[[str], Any]:
             value = int(text) if integer else float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"expected {'an int' if integer else 'a number'}, got {text!r}"
+                f"expected {'an int' if integer else 'a number'}, got {shown(text)}"
             ) from None
         try:
             return check_number("value", value, integer=integer, **bounds)
