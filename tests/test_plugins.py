@@ -340,3 +340,10 @@ def test_register_plugin_with_a_typo_hook_is_refused():
     with pytest.raises(gk.PluginError, match=r"unknown hook\(s\) \['register_filter'\]"):
         gk.register_plugin(Typo(), name="typo")
     assert not registry.plugin_manager().has_plugin("typo")
+
+
+def test_stale_builtin_entry_points_of_an_older_install_are_ignored(tmp_path):
+    # Installs made before the built-ins became static list them as guidance-kit entry points.
+    fake_distribution(tmp_path, "guidance-kit", {"filters": "no_such_module", "flow": "no_such_module"}, {})
+    result = probe(tmp_path)
+    assert result["errors"] == [] and result["listed"]["filter"]["downup"] == "filters"
