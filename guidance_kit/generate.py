@@ -3,6 +3,7 @@ or without a recipe. Used by the CLI and the ablation runner."""
 
 from __future__ import annotations
 
+import inspect
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,19 @@ def load_image(source: str | Path | Image.Image | None, size: int = 32) -> Image
     return open_image(check_image_source("image", str(source)))
 
 
+def _check_call_names(pipe: Any, kwargs: dict[str, Any]) -> None:
+    """Refuse call arguments the pipeline does not take, before it runs (a typo in a sweep's
+    ``call`` table would otherwise end in a TypeError traceback)."""
+    params = inspect.signature(pipe.__call__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        raise InvalidParameterError(
+            f"{type(pipe).__name__} takes no call argument(s) {unknown}; it takes: {', '.join(sorted(params))}"
+        )
+
+
 def generate(
     loaded: Loaded,
     image: Image.Image,
@@ -100,6 +114,7 @@ def generate(
     steps = check_number("steps", steps, lo=1, integer=True)
     seed = check_number("seed", seed, lo=0, hi=2**64 - 1, integer=True)
     kwargs = {**loaded.kwargs, **check_call_args("call", call_kwargs)}
+    _check_call_names(loaded.pipe, kwargs)
     if not loaded.tiny:
         if prompt is None:
             raise InvalidParameterError("a prompt is needed for a real model")

@@ -204,3 +204,15 @@ def test_other_public_entry_points_raise_named_errors():
 
     with pytest.raises(gk.InvalidParameterError, match="a sweep is a file path or a built-in name, got None"):
         ablation.resolve_sweep(None)
+
+
+def test_call_arguments_the_pipeline_does_not_take_are_refused_before_it_runs():
+    from guidance_kit.generate import generate, load
+
+    loaded = load("tiny:wan2.1")
+    loaded.pipe.transformer.forward = lambda *a, **k: pytest.fail("the pipeline ran")
+    with pytest.raises(
+        gk.InvalidParameterError,
+        match=r"WanImageToVideoPipeline takes no call argument\(s\) \['guidance_scal'\]",
+    ):
+        generate(loaded, gk.tiny.tiny_image(32, 0), None, guidance_scal=3.0)
