@@ -18,7 +18,7 @@ from guidance_kit.errors import GuidanceKitError, InvalidParameterError, Unsuppo
 from guidance_kit.files import check_image_source, open_image
 from guidance_kit.recipe import Recipe
 from guidance_kit.tiny import FAMILIES, tiny_image, tiny_pipeline
-from guidance_kit.validators import check_call_args, check_number
+from guidance_kit.validators import check_call_args, check_number, check_text
 
 TINY_PREFIX = "tiny:"
 TESTBED = "testbed"  # the trained toy model of guidance_kit.testbed (shipped weights, no download)
@@ -42,7 +42,7 @@ def load(
     model of ``guidance_kit.testbed``, shipped), a Hugging Face model id or a local diffusers folder
     (``DiffusionPipeline.from_pretrained``; ``components`` such as a quantized ``transformer=...``
     are passed through)."""
-    model = model or DEFAULT_MODEL
+    model = check_text("model", model or DEFAULT_MODEL)
     if model == TESTBED:
         from guidance_kit import testbed
 

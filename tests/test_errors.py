@@ -204,6 +204,10 @@ def test_other_public_entry_points_raise_named_errors():
 
     with pytest.raises(gk.InvalidParameterError, match="a sweep is a file path or a built-in name, got None"):
         ablation.resolve_sweep(None)
+    from guidance_kit.generate import load
+
+    with pytest.raises(gk.InvalidParameterError, match="model must be a non-empty string, got 42"):
+        load(42)
 
 
 def test_call_arguments_the_pipeline_does_not_take_are_refused_before_it_runs():
