@@ -475,3 +475,23 @@ def test_every_batch_shaped_output_is_folded(image, results):
         two.remove()
     assert run.last.passes == 2 * STEPS + 3 and rel(got, results["wan2.1"][1]) <= 1e-12
     assert len(seen) == 2 * STEPS and all(torch.equal(2 * first, second) for first, second in seen)
+
+
+def test_lora_adapters_compose_with_guide(image, results):
+    from peft import LoraConfig
+
+    _, alg = results["wan2.1"]
+    pipe, kwargs = tiny_pipeline("wan2.1", torch.float64)
+    config = LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v"], init_lora_weights=False)
+    pipe.transformer.add_adapter(config, adapter_name="motion")
+    with gk.guide(pipe, RECIPE) as run:
+        with_lora = run_pipe(pipe, kwargs, image, STEPS)
+        pipe.transformer.set_adapters("motion", weights=0.0)  # toggled inside the block
+        scaled_off = run_pipe(pipe, kwargs, image, STEPS)
+        pipe.transformer.set_adapters("motion", weights=1.0)
+    assert [c.passes for c in run.calls] == [2 * STEPS + 3] * 2
+    assert rel(with_lora, alg) > 1e-3 and rel(scaled_off, alg) <= 1e-12
+    pipe.transformer.fuse_lora(lora_scale=1.0)
+    with gk.guide(pipe, RECIPE):
+        fused = run_pipe(pipe, kwargs, image, STEPS)
+    assert rel(fused, with_lora) <= 1e-10
