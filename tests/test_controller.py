@@ -10,7 +10,7 @@ import guidance_kit as gk
 from conftest import pipeline, run_pipe
 
 STEPS = 6
-CFG = ["wan2.1", "wan2.2-a14b", "wan2.2-ti2v", "skyreels-v2", "cogvideox", "ltx-video"]
+CFG = ["wan2.1", "wan2.2-a14b", "wan2.2-ti2v", "skyreels-v2", "cogvideox", "ltx-video", "sana-video"]
 ONE_PASS = ["hunyuan-video", "hunyuan-video-token-replace"]
 ALL = CFG + ONE_PASS + ["svd"]
 
@@ -28,11 +28,13 @@ def denoisers(pipe):
 
 
 def snapshot(pipe):
-    """The instance attributes of everything guide() patches, and the identity of its methods."""
+    """The instance attributes of everything guide() patches, the identity of its methods and the
+    denoisers' torch hooks."""
     objs = [pipe, pipe.scheduler, pipe.vae, *denoisers(pipe)]
     state = [(id(o), sorted(vars(o))) for o in objs]
     methods = [pipe.scheduler.step, pipe.scheduler.set_timesteps, pipe.vae.encode, pipe.prepare_latents]
-    return state, [(m.__func__, m.__self__) for m in methods], [m.forward.__func__ for m in denoisers(pipe)]
+    hooks = [(dict(m._forward_pre_hooks), dict(m._forward_hooks)) for m in denoisers(pipe)]
+    return state, [(m.__func__, m.__self__) for m in methods], [m.forward.__func__ for m in denoisers(pipe)], hooks
 
 
 @pytest.mark.parametrize("family", CFG)
@@ -139,6 +141,18 @@ def test_pixel_space_encodes_once_per_distinct_strength(family, image):
         run_pipe(pipe, kwargs, image, STEPS)
     strengths = {r.strength for r in run.trace if r.strength > 0}
     assert len(strengths) == 3 and run.last.vae_encodes == 1 + len(strengths)
+
+
+def test_pixel_space_replay_leaves_given_latents_alone(image):
+    # Sana-Video's prepare_latents writes the image latent into the latents it is given; the
+    # filtered re-encode must not write into the latents the pipeline is denoising.
+    pipe, kwargs = pipeline("sana-video")
+    with gk.guide(pipe, window(space="pixel")):
+        drawn = run_pipe(pipe, kwargs, image, STEPS)
+    noise = torch.randn(1, 16, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    with gk.guide(pipe, window(space="pixel")):
+        given = run_pipe(pipe, kwargs, image, STEPS, latents=noise)
+    assert torch.equal(drawn, given)
 
 
 @contextmanager
