@@ -13,42 +13,13 @@ import argparse
 import warnings
 
 import torch
-from diffusers.hooks import (
-    FasterCacheConfig,
-    FirstBlockCacheConfig,
-    MagCacheConfig,
-    PyramidAttentionBroadcastConfig,
-    TaylorSeerCacheConfig,
-)
 
 import guidance_kit as gk
-from guidance_kit.tiny import tiny_image, tiny_pipeline
+from guidance_kit.tiny import cache_configs, tiny_image, tiny_pipeline
 
 STEPS = 6
 RECIPE = gk.Recipe(filter=gk.filters.DownUp(0.5), schedule=gk.schedules.StepSwitch(0.0, 0.4))
-CACHES = {
-    "first-block(0)": lambda pipe: FirstBlockCacheConfig(threshold=0.0),
-    "first-block": lambda pipe: FirstBlockCacheConfig(threshold=0.2),
-    "mag": lambda pipe: MagCacheConfig(threshold=0.06, num_inference_steps=STEPS, mag_ratios=[1.0] * STEPS),
-    "taylorseer": lambda pipe: TaylorSeerCacheConfig(
-        cache_interval=2,
-        disable_cache_before_step=1,
-        taylor_factors_dtype=torch.float64,
-        cache_identifiers=[r".*blocks\.\d+\.attn1"],
-    ),
-    "pyramid-attention": lambda pipe: PyramidAttentionBroadcastConfig(
-        spatial_attention_block_skip_range=2,
-        spatial_attention_timestep_skip_range=(-1, 1001),
-        current_timestep_callback=lambda: pipe._current_timestep,
-    ),
-    "faster-cache": lambda pipe: FasterCacheConfig(
-        spatial_attention_block_skip_range=2,
-        spatial_attention_timestep_skip_range=(-1, 1001),
-        current_timestep_callback=lambda: pipe._current_timestep,
-        attention_weight_callback=lambda _: 0.5,
-        tensor_format="BFCHW" if "CogVideoX" in type(pipe).__name__ else "BCFHW",
-    ),
-}
+CACHES = list(cache_configs(tiny_pipeline("wan2.1")[0], STEPS))
 
 
 def _run(pipe, kwargs, image):  # noqa: ANN001
@@ -70,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--families", nargs="+", default=["wan2.1", "cogvideox"])
-    parser.add_argument("--caches", nargs="+", default=list(CACHES), choices=list(CACHES))
+    parser.add_argument("--caches", nargs="+", default=CACHES, choices=CACHES)
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     image = tiny_image(32, seed=0)
@@ -84,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
             alg = _run(pipe, kwargs, image)
         for name in args.caches:
             try:
-                pipe.transformer.enable_cache(CACHES[name](pipe))
+                pipe.transformer.enable_cache(cache_configs(pipe, STEPS)[name][0])
             except Exception as exc:  # diffusers' own limits on this tiny model
                 print(f"{family:<10} {name:<18} cannot be enabled here: {type(exc).__name__}: {exc}")
                 continue

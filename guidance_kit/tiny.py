@@ -453,3 +453,53 @@ def ready(pipe: Any, kwargs: dict[str, Any], dtype: torch.dtype) -> tuple[Any, d
         k: v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v
         for k, v in kwargs.items()
     }
+
+
+def cache_configs(pipe: Any, steps: int) -> dict[str, tuple[Any, bool]]:
+    """diffusers cache configurations that run on the tiny pipelines, by name, with whether each
+    skips work there (the compatibility tests and ``benchmarks/compat_matrix.py`` share them).
+    ``first-block-exact`` never skips; the last two keep one state for every denoiser call."""
+    from diffusers.hooks import (
+        FasterCacheConfig,
+        FirstBlockCacheConfig,
+        MagCacheConfig,
+        PyramidAttentionBroadcastConfig,
+        TaylorSeerCacheConfig,
+    )
+
+    def timestep() -> Any:
+        return pipe._current_timestep
+
+    everywhere = (-1, 1001)  # skip at every timestep, so that the tiny runs do skip
+    return {
+        "first-block-exact": (FirstBlockCacheConfig(threshold=0.0), False),
+        "first-block": (FirstBlockCacheConfig(threshold=0.2), True),
+        "mag": (MagCacheConfig(threshold=0.06, num_inference_steps=steps, mag_ratios=[1.0] * steps), True),
+        "taylorseer": (
+            TaylorSeerCacheConfig(
+                cache_interval=2,
+                disable_cache_before_step=1,
+                taylor_factors_dtype=pipe.transformer.dtype,
+                cache_identifiers=[r".*blocks\.\d+\.attn1"],  # diffusers' defaults match no block name here
+            ),
+            True,
+        ),
+        "pyramid-attention": (
+            PyramidAttentionBroadcastConfig(
+                spatial_attention_block_skip_range=2,
+                spatial_attention_timestep_skip_range=everywhere,
+                current_timestep_callback=timestep,
+            ),
+            True,
+        ),
+        "faster-cache": (
+            FasterCacheConfig(
+                spatial_attention_block_skip_range=2,
+                spatial_attention_timestep_skip_range=everywhere,
+                current_timestep_callback=timestep,
+                attention_weight_callback=lambda _: 0.5,
+                tensor_format="BFCHW" if "CogVideoX" in type(pipe).__name__ else "BCFHW",
+            ),
+            True,
+        ),
+    }

@@ -7,16 +7,10 @@ import threading
 import attrs
 import pytest
 import torch
-from diffusers.hooks import (
-    FasterCacheConfig,
-    FirstBlockCacheConfig,
-    MagCacheConfig,
-    PyramidAttentionBroadcastConfig,
-    TaylorSeerCacheConfig,
-)
+from diffusers.hooks import FirstBlockCacheConfig
 
 import guidance_kit as gk
-from guidance_kit.tiny import tiny_pipeline
+from guidance_kit.tiny import cache_configs, tiny_pipeline
 
 from conftest import pipeline, run_pipe
 
@@ -54,34 +48,18 @@ def _image():
 
 # Caches ------------------------------------------------------------------------------------------
 
-# (config, skips): skipping caches approximate; non-skipping ones must leave ALG exact.
-CACHES = {
-    "first-block-exact": (lambda pipe: FirstBlockCacheConfig(threshold=0.0), False),
-    "first-block": (lambda pipe: FirstBlockCacheConfig(threshold=0.2), True),
-    "mag": (
-        lambda pipe: MagCacheConfig(threshold=0.06, num_inference_steps=STEPS, mag_ratios=[1.0] * STEPS),
-        True,
-    ),
-    "taylorseer": (
-        lambda pipe: TaylorSeerCacheConfig(
-            cache_interval=2,
-            disable_cache_before_step=1,
-            taylor_factors_dtype=torch.float64,
-            cache_identifiers=[r".*blocks\.\d+\.attn1"],  # the defaults match no block name here
-        ),
-        True,
-    ),
-}
+# Skipping caches approximate; a non-skipping one must leave ALG exact.
+PER_CONTEXT = ["first-block-exact", "first-block", "mag", "taylorseer"]
 
 
 @pytest.mark.parametrize("execution", ["batched", "sequential"])
-@pytest.mark.parametrize("cache", list(CACHES))
+@pytest.mark.parametrize("cache", PER_CONTEXT)
 @pytest.mark.parametrize("family", FAMILIES)
 def test_alg_under_a_cache(family, cache, execution, image, results):
     pipe, kwargs = pipeline(family)
     plain, alg = results[family]
-    make, skips = CACHES[cache]
-    pipe.transformer.enable_cache(make(pipe))
+    config, skips = cache_configs(pipe, STEPS)[cache]
+    pipe.transformer.enable_cache(config)
     try:
         cached = run_pipe(pipe, kwargs, image, STEPS)
         with gk.guide(pipe, RECIPE, execution=execution) as run:
@@ -111,7 +89,7 @@ def test_cache_serves_each_pass_its_own_state(family, image, results):
     # would hand U(I)'s residual to U(LP I): ALG would change nothing at its filtered steps.
     pipe, kwargs = pipeline(family)
     plain, alg = results[family]
-    pipe.transformer.enable_cache(FirstBlockCacheConfig(threshold=0.05))
+    pipe.transformer.enable_cache(cache_configs(pipe, STEPS)["first-block"][0])
     try:
         cached = run_pipe(pipe, kwargs, image, STEPS)
         with gk.guide(pipe, RECIPE, execution="sequential"):
@@ -121,28 +99,10 @@ def test_cache_serves_each_pass_its_own_state(family, image, results):
     assert rel(both, cached) > 0.5 * rel(alg, plain)
 
 
-@pytest.mark.parametrize(
-    "config",
-    [
-        lambda pipe: PyramidAttentionBroadcastConfig(
-            spatial_attention_block_skip_range=2,
-            spatial_attention_timestep_skip_range=(-1, 1001),
-            current_timestep_callback=lambda: pipe._current_timestep,
-        ),
-        lambda pipe: FasterCacheConfig(
-            spatial_attention_block_skip_range=2,
-            spatial_attention_timestep_skip_range=(-1, 1001),
-            current_timestep_callback=lambda: pipe._current_timestep,
-            attention_weight_callback=lambda _: 0.5,
-            tensor_format="BFCHW",
-        ),
-    ],
-    ids=["pyramid-attention-broadcast", "faster-cache"],
-)
-def test_single_state_caches_are_refused_by_name(config, image):
+@pytest.mark.parametrize("cache", ["pyramid-attention", "faster-cache"])
+def test_single_state_caches_are_refused_by_name(cache, image):
     pipe, kwargs = pipeline("cogvideox")
-    cached_before = None
-    pipe.transformer.enable_cache(config(pipe))
+    pipe.transformer.enable_cache(cache_configs(pipe, STEPS)[cache][0])
     try:
         cached_before = run_pipe(pipe, kwargs, image, STEPS)
         with pytest.raises(
@@ -154,7 +114,7 @@ def test_single_state_caches_are_refused_by_name(config, image):
         pipe.transformer.disable_cache()
         with pytest.raises(gk.GuidanceKitError, match="keeps one state"):
             with gk.guide(pipe, RECIPE):
-                pipe.transformer.enable_cache(config(pipe))
+                pipe.transformer.enable_cache(cache_configs(pipe, STEPS)[cache][0])
                 run_pipe(pipe, kwargs, image, STEPS)
         assert torch.equal(run_pipe(pipe, kwargs, image, STEPS), cached_before)
         # Modes without extra passes work under them.
