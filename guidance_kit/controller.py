@@ -45,7 +45,7 @@ from guidance_kit.backend import Backend
 from guidance_kit.clock import StepClock
 from guidance_kit.errors import GuidanceKitError, InvalidParameterError, UnsupportedPipelineError
 from guidance_kit.recipe import Recipe
-from guidance_kit.types import Branch, GuidanceMode, Prediction
+from guidance_kit.types import Branch, GuidanceMode, Prediction, check_strength
 
 EXECUTIONS = ("batched", "sequential")
 
@@ -352,7 +352,6 @@ class _Controller:
         self._patches: list[tuple[Any, str, bool, Any]] = []
         self._handles: list[Any] = []
         self._claimed: list[int] = []
-        self._strengths: list[float] = []
         self._latent_cache: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
         self._pixel_source: tuple[Callable[..., Any], dict[str, Any], list[torch.Tensor]] | None = None
         self._pixel_cache: dict[float, torch.Tensor] = {}
@@ -467,7 +466,6 @@ class _Controller:
         # or set_timesteps called twice before the loop).
         if not self.run.calls or self.run.calls[-1].steps:
             self.run.calls.append(CallTrace())
-        self._strengths = [self.recipe.schedule(i, num_steps) for i in range(num_steps)]
         self._reset_step()
         self._cfg = None
 
@@ -479,7 +477,7 @@ class _Controller:
     def _current_record(self) -> StepRecord:
         if self._record is None:
             state = self.clock.state()
-            s = self._strengths[state.step]
+            s = check_strength(self.recipe.schedule.strength(state))
             self._record = StepRecord(
                 step=state.step,
                 num_steps=state.num_steps,

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 import attrs
 import torch
 
-from guidance_kit.errors import InvalidParameterError
+from guidance_kit.errors import GuidanceKitError, InvalidParameterError
 
 
 class Filter:
@@ -56,7 +56,12 @@ class Filter:
 
 
 class Schedule:
-    """Maps denoising step ``i`` of ``N`` to a strength in [0, 1] through progress p = i / max(N-1, 1)."""
+    """Maps denoising step ``i`` of ``N`` to a strength in [0, 1] through progress p = i / max(N-1, 1).
+
+    Inside :func:`guidance_kit.guide` the controller asks :meth:`strength` with the step clock's
+    state (step, progress, timestep, sigma, noise level), so a schedule may key on the noise level
+    instead (see :class:`NoiseLevelSchedule`).
+    """
 
     name: ClassVar[str]
 
@@ -67,7 +72,36 @@ class Schedule:
             )
         return self.at(progress(step, num_steps))
 
+    def strength(self, state: Any) -> float:
+        """The strength at a step of a running loop (a :class:`guidance_kit.clock.StepState`)."""
+        return self.at(state.progress)
+
     def at(self, p: float) -> float:
+        raise NotImplementedError
+
+
+class NoiseLevelSchedule(Schedule):
+    """A schedule keyed on the normalised noise level in [0, 1] (1 = pure noise) rather than on
+    the step index, so one recipe filters the same part of the noise range at any step count or
+    flow shift. Subclasses implement :meth:`at_level`.
+
+    Where no scheduler is at hand (``schedule(i, N)``, plots without a pipeline) the level is
+    taken as 1 - p, the level of an unshifted flow-matching schedule; inside ``guide()`` it is
+    the scheduler's own.
+    """
+
+    def strength(self, state: Any) -> float:
+        if state.noise_level is None:
+            raise GuidanceKitError(
+                f"schedule {self.name!r} is keyed on the noise level, and the step clock cannot read one "
+                "from this scheduler (no sigmas, no alphas_cumprod); use a progress schedule"
+            )
+        return self.at_level(state.noise_level)
+
+    def at(self, p: float) -> float:
+        return self.at_level(1.0 - p)
+
+    def at_level(self, level: float) -> float:
         raise NotImplementedError
 
     def params(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import attrs
 
 from guidance_kit.errors import InvalidParameterError
 from guidance_kit.hookspecs import hookimpl
-from guidance_kit.types import Schedule
+from guidance_kit.types import NoiseLevelSchedule, Schedule
 from guidance_kit.validators import number
 
 
@@ -96,6 +96,52 @@ class Constant(Schedule):
         return self.value
 
 
+@attrs.frozen
+class SigmaWindow(NoiseLevelSchedule):
+    """1 while the noise level is in [low, high], 0 elsewhere: ALG keyed on the noise level, as
+    ports that "filter while sigma >= 0.975" do. The same recipe then filters the same part of
+    the noise range at 4 or 50 steps and at any flow shift."""
+
+    name: ClassVar[str] = "sigma_window"
+    low: float = _unit("SigmaWindow low", "noise level", 0.9)
+    high: float = _unit("SigmaWindow high", "noise level", 1.0)
+
+    def __attrs_post_init__(self) -> None:
+        if self.low > self.high:
+            raise InvalidParameterError(
+                f"SigmaWindow low must be <= high, got low={self.low}, high={self.high}"
+            )
+
+    def at_level(self, level: float) -> float:
+        return 1.0 if self.low <= level <= self.high else 0.0
+
+
+@attrs.frozen
+class SigmaRamp(NoiseLevelSchedule):
+    """Linear in the noise level: ``start_weight`` at levels >= ``start``, ``end_weight`` at
+    levels <= ``end``, a straight line between."""
+
+    name: ClassVar[str] = "sigma_ramp"
+    start: float = _unit("SigmaRamp start", "noise level where the ramp starts", 1.0)
+    end: float = _unit("SigmaRamp end", "noise level where the ramp ends", 0.8)
+    start_weight: float = _unit("SigmaRamp start_weight", "strength", 1.0)
+    end_weight: float = _unit("SigmaRamp end_weight", "strength", 0.0)
+
+    def __attrs_post_init__(self) -> None:
+        if self.end >= self.start:
+            raise InvalidParameterError(
+                f"SigmaRamp end must be below start (levels fall over the run), got start={self.start}, end={self.end}"
+            )
+
+    def at_level(self, level: float) -> float:
+        if level >= self.start:
+            return self.start_weight
+        if level <= self.end:
+            return self.end_weight
+        t = (self.start - level) / (self.start - self.end)
+        return self.start_weight + (self.end_weight - self.start_weight) * t
+
+
 @hookimpl
 def register_schedules() -> list[type[Schedule]]:
-    return [StepSwitch, Linear, Cosine, Exponential, Constant]
+    return [StepSwitch, Linear, Cosine, Exponential, Constant, SigmaWindow, SigmaRamp]
