@@ -221,6 +221,7 @@ def test_ablate_command(tmp_path, capsys):
         ("quickstart.py", ["--steps", "4"]),
         ("custom_schedule.py", []),
         ("ablation_window.py", ["--steps", "3"]),
+        ("noise_level_windows.py", []),
     ],
 )
 def test_examples_run(script, args, tmp_path, monkeypatch):
