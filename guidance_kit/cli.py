@@ -63,7 +63,7 @@ def _recipe(value: str) -> Recipe | str | None:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from guidance_kit.files import check_image_source, generated_image, open_image, prepare_out, write_video
-    from guidance_kit.generate import DEFAULT_MODEL, generate, load, load_image
+    from guidance_kit.generate import DEFAULT_MODEL, TESTBED, generate, load, load_image
 
     model = args.model or DEFAULT_MODEL
     recipe = _recipe(args.recipe)
@@ -72,7 +72,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         source = check_image_source("--image", args.image)
         args.image = source if generated_image(source) else open_image(source)
     loaded = load(model)
-    if loaded.tiny:
+    if loaded.tiny and model != TESTBED:
         print(
             f"No model given: running the embedded tiny random-weight pipeline {model!r} on the CPU "
             "(no weights are downloaded; the video is noise-like, the code path is the real one)."
@@ -131,6 +131,15 @@ def cmd_ablate(args: argparse.Namespace) -> int:
             f"results: {out / 'results.md'}, {out / 'results.html'}, {out / 'results.csv'}"
             + ("" if args.no_plots else f", {out / 'plots'}")
         )
+    return 0
+
+
+def cmd_testbed_train(args: argparse.Namespace) -> int:
+    from guidance_kit import testbed
+
+    settings = {k: getattr(args, k) for k in ("steps", "batch", "seed") if getattr(args, k) is not None}
+    path = testbed.train(args.out, threads=args.threads, **settings)
+    print(f"weights: {path} (ship them as {testbed.weights_path()})")
     return 0
 
 
@@ -213,6 +222,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="recompute cells whose stored results were computed with another configuration",
     )
     abl.set_defaults(func=cmd_ablate)
+
+    bed = sub.add_parser("testbed", help="the trained toy model on which ALG's effect is measurable")
+    bed_train = bed.add_subparsers(dest="action", required=True).add_parser(
+        "train", help="train the testbed transformer from scratch (the shipped weights' recipe)"
+    )
+    bed_train.add_argument("--out", default="outputs/testbed/testbed.safetensors")
+    for name in ("steps", "batch", "seed"):
+        bed_train.add_argument(f"--{name}", type=int, help="default: the shipped weights' setting")
+    bed_train.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    bed_train.set_defaults(func=cmd_testbed_train)
 
     rec = sub.add_parser("recipes", help="list everything registered, with the plugin that registered it")
     rec.add_argument("--json", action="store_true")
