@@ -533,7 +533,9 @@ class _Controller:
                 "denoising loop, so there is no preprocessed image to filter"
             )
         encode_image, arguments, states = self._pixel_source
-        arguments = dict(arguments)
+        # The encode may write into its tensor arguments (Sana-Video's prepare_latents sets frame 0
+        # of the latents it is given, which the pipeline is denoising): replay it on copies.
+        arguments = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in arguments.items()}
         for name in self.backend.pixel_image_args:
             if arguments.get(name) is not None:
                 arguments[name] = self.recipe.filter(arguments[name], strength)

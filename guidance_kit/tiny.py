@@ -15,17 +15,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-FAMILIES = (
-    "wan2.1",
-    "wan2.2-a14b",
-    "wan2.2-ti2v",
-    "skyreels-v2",
-    "cogvideox",
-    "hunyuan-video",
-    "ltx-video",
-    "svd",
-)
-
 
 def tiny_image(size: int = 32, seed: int = 0) -> Image.Image:
     """A smooth random RGB image (low frequencies plus some detail), reproducible from ``seed``."""
@@ -417,6 +406,51 @@ def _svd() -> tuple[Any, dict[str, Any]]:
     return pipe, kwargs
 
 
+def _sana() -> tuple[Any, dict[str, Any]]:
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        SanaImageToVideoPipeline,
+        SanaVideoTransformer3DModel,
+    )
+
+    torch.manual_seed(0)
+    transformer = SanaVideoTransformer3DModel(
+        in_channels=16,
+        out_channels=32,  # learned sigma: the pipeline keeps the first half after CFG
+        num_attention_heads=2,
+        attention_head_dim=12,
+        num_layers=2,
+        num_cross_attention_heads=2,
+        cross_attention_head_dim=12,
+        cross_attention_dim=24,
+        caption_channels=32,
+        mlp_ratio=2.0,
+        sample_size=4,
+        patch_size=(1, 2, 2),
+        rope_max_seq_len=32,
+    )
+    pipe = SanaImageToVideoPipeline(
+        tokenizer=None,
+        text_encoder=None,
+        vae=_wan_vae(),
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+    )
+    kwargs = {
+        "prompt_embeds": _embeds(1, 1, 16, 32),
+        "prompt_attention_mask": torch.ones(1, 16),
+        "negative_prompt_embeds": _embeds(2, 1, 16, 32),
+        "negative_prompt_attention_mask": torch.ones(1, 16),
+        "negative_prompt": None,  # the default "" would clash with negative_prompt_embeds
+        "use_resolution_binning": False,  # binning needs the released sample sizes
+        "height": 32,
+        "width": 32,
+        "frames": 9,
+        "guidance_scale": 5.0,
+    }
+    return pipe, kwargs
+
+
 _BUILDERS: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
     "wan2.1": lambda: _wan("wan2.1"),
     "wan2.2-a14b": lambda: _wan("wan2.2-a14b"),
@@ -427,7 +461,10 @@ _BUILDERS: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
     "hunyuan-video-token-replace": lambda: _hunyuan("token_replace"),
     "ltx-video": _ltx,
     "svd": _svd,
+    "sana-video": _sana,
 }
+# Every buildable family, derived from the builders so the two cannot drift.
+FAMILIES = tuple(_BUILDERS)
 
 
 def tiny_pipeline(family: str = "wan2.1", dtype: torch.dtype = torch.float32) -> tuple[Any, dict[str, Any]]:

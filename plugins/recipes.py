@@ -21,6 +21,12 @@ def alg(factor: float, end: float) -> Recipe:
 
 GENERIC = alg(1 / 2.5, 0.1)
 
+
+def not_in_paper(model: str) -> tuple[Recipe, str]:
+    """The generic default, for a model the paper does not report."""
+    return GENERIC, f"generic paper default (window 0.1, 1/factor 2.5); {model} is not in the paper"
+
+
 DEFAULTS = {
     "wan2.1": (alg(0.4, 0.2), "released default (Wan 2.1 I2V 14B, w=5); paper: (0.2, 2.5)"),
     "wan2.2-a14b": (alg(1 / 2.5, 0.1), "paper (CVPR) setting for Wan 2.2: window 0.1, 1/factor 2.5"),
@@ -31,7 +37,8 @@ DEFAULTS = {
     "cogvideox": (alg(0.25, 0.04), "released default (CogVideoX-5B-I2V, w=6)"),
     "hunyuan-video": (alg(0.625, 0.04), "released default (HunyuanVideo-I2V, embedded guidance: one pass)"),
     "ltx-video": (alg(1 / 4.0, 0.1), "paper (CVPR) setting for LTX-Video: window 0.1, 1/factor 4.0"),
-    "svd": (GENERIC, "generic paper default (window 0.1, 1/factor 2.5); SVD is not in the paper"),
+    "svd": not_in_paper("SVD"),
+    "sana-video": not_in_paper("Sana-Video"),
 }
 
 ABLATIONS = [

@@ -323,3 +323,47 @@ def svd(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
         eps = u0 + w * (d(cond, embeds) - u0)
         latents = pipe.scheduler.step(eps, t, latents).prev_sample
     return latents
+
+
+@torch.no_grad()
+def sana(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
+    """Sana-Video I2V: latent frame 0 is the image latent (timestep 0 there), frames 1: are stepped."""
+    dtype = pipe.transformer.dtype
+    gen = torch.Generator().manual_seed(seed)
+    pos, neg = kw["prompt_embeds"].to(dtype), kw["negative_prompt_embeds"].to(dtype)
+    pos_mask, neg_mask = kw["prompt_attention_mask"], kw["negative_prompt_attention_mask"]
+    w = kw["guidance_scale"]
+    height, width, frames = kw["height"], kw["width"], kw["frames"]
+    pipe.scheduler.set_timesteps(steps, device="cpu")
+    timesteps = pipe.scheduler.timesteps
+    channels = pipe.transformer.config.in_channels
+    pixels = pipe.video_processor.preprocess(image, height=height, width=width).to(torch.float32)
+    latents = pipe.prepare_latents(pixels, 1, channels, height, width, frames, torch.float32, "cpu", gen)
+    p, pt = pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
+    mask = latents.new_zeros(1, 1, latents.shape[2] // pt, latents.shape[3] // p, latents.shape[4] // p)
+    mask[:, :, 0] = 1.0
+    image_latent = latents[:, :, :1].to(dtype)
+    filtered = downup(image_latent, factor)
+    for i, t in enumerate(timesteps):
+        timestep = t.expand(mask.shape) * (1 - mask)
+
+        def d(first, text, text_mask):  # noqa: ANN001
+            hidden = torch.cat([first, latents[:, :, 1:].to(dtype)], dim=2)
+            return pipe.transformer(
+                hidden,
+                encoder_hidden_states=text,
+                encoder_attention_mask=text_mask,
+                timestep=timestep,
+                return_dict=False,
+            )[0].float()  # the pipeline casts the prediction to float32 before CFG
+
+        u0 = d(image_latent, neg, neg_mask)
+        if window(i, steps, end):
+            eps = alg_eps(u0, d(filtered, pos, pos_mask), d(filtered, neg, neg_mask), w)
+        else:
+            eps = u0 + w * (d(image_latent, pos, pos_mask) - u0)
+        if pipe.transformer.config.out_channels // 2 == channels:  # learned sigma
+            eps = eps.chunk(2, dim=1)[0]
+        stepped = pipe.scheduler.step(eps[:, :, 1:], t, latents[:, :, 1:], return_dict=False)[0]
+        latents = torch.cat([latents[:, :, :1], stepped], dim=2)
+    return latents

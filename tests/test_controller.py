@@ -10,7 +10,15 @@ import guidance_kit as gk
 from conftest import pipeline, run_pipe
 
 STEPS = 6
-CFG = ["wan2.1", "wan2.2-a14b", "wan2.2-ti2v", "skyreels-v2", "cogvideox", "ltx-video", "sana-video"]
+CFG = [
+    "wan2.1",
+    "wan2.2-a14b",
+    "wan2.2-ti2v",
+    "skyreels-v2",
+    "cogvideox",
+    "ltx-video",
+    "sana-video",
+]
 ONE_PASS = ["hunyuan-video", "hunyuan-video-token-replace"]
 ALL = CFG + ONE_PASS + ["svd"]
 
@@ -34,7 +42,12 @@ def snapshot(pipe):
     state = [(id(o), sorted(vars(o))) for o in objs]
     methods = [pipe.scheduler.step, pipe.scheduler.set_timesteps, pipe.vae.encode, pipe.prepare_latents]
     hooks = [(dict(m._forward_pre_hooks), dict(m._forward_hooks)) for m in denoisers(pipe)]
-    return state, [(m.__func__, m.__self__) for m in methods], [m.forward.__func__ for m in denoisers(pipe)], hooks
+    return (
+        state,
+        [(m.__func__, m.__self__) for m in methods],
+        [m.forward.__func__ for m in denoisers(pipe)],
+        hooks,
+    )
 
 
 @pytest.mark.parametrize("family", CFG)

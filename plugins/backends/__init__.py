@@ -7,6 +7,7 @@ from guidance_kit.hookspecs import hookimpl
 from guidance_kit.plugins.backends.cogvideox import CogVideoXBackend
 from guidance_kit.plugins.backends.hunyuan import HunyuanVideoBackend
 from guidance_kit.plugins.backends.ltx import LTXVideoBackend
+from guidance_kit.plugins.backends.sana import SanaVideoBackend
 from guidance_kit.plugins.backends.svd import StableVideoDiffusionBackend
 from guidance_kit.plugins.backends.wan import Wan21Backend, Wan22A14BBackend, Wan22TI2VBackend
 
@@ -18,6 +19,7 @@ BUILTIN_BACKENDS = (
     HunyuanVideoBackend(),
     LTXVideoBackend(),
     StableVideoDiffusionBackend(),
+    SanaVideoBackend(),
 )
 
 
