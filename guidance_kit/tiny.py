@@ -279,9 +279,29 @@ def _ltx() -> tuple[Any, dict[str, Any]]:
     return pipe, kwargs
 
 
+def _hunyuan_vae() -> Any:
+    from diffusers import AutoencoderKLHunyuanVideo
+
+    torch.manual_seed(0)
+    return AutoencoderKLHunyuanVideo(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        down_block_types=("HunyuanVideoDownBlock3D",) * 4,
+        up_block_types=("HunyuanVideoUpBlock3D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        layers_per_block=1,
+        act_fn="silu",
+        norm_num_groups=4,
+        scaling_factor=0.476986,
+        spatial_compression_ratio=8,
+        temporal_compression_ratio=4,
+        mid_block_add_attention=True,
+    )
+
+
 def _hunyuan(image_condition_type: str = "latent_concat") -> tuple[Any, dict[str, Any]]:
     from diffusers import (
-        AutoencoderKLHunyuanVideo,
         FlowMatchEulerDiscreteScheduler,
         HunyuanVideoImageToVideoPipeline,
         HunyuanVideoTransformer3DModel,
@@ -304,22 +324,7 @@ def _hunyuan(image_condition_type: str = "latent_concat") -> tuple[Any, dict[str
         rope_axes_dim=(2, 4, 4),
         image_condition_type=image_condition_type,
     )
-    torch.manual_seed(0)
-    vae = AutoencoderKLHunyuanVideo(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        down_block_types=("HunyuanVideoDownBlock3D",) * 4,
-        up_block_types=("HunyuanVideoUpBlock3D",) * 4,
-        block_out_channels=(8, 8, 8, 8),
-        layers_per_block=1,
-        act_fn="silu",
-        norm_num_groups=4,
-        scaling_factor=0.476986,
-        spatial_compression_ratio=8,
-        temporal_compression_ratio=4,
-        mid_block_add_attention=True,
-    )
+    vae = _hunyuan_vae()
     pipe = HunyuanVideoImageToVideoPipeline(
         text_encoder=None,
         tokenizer=None,
@@ -338,6 +343,53 @@ def _hunyuan(image_condition_type: str = "latent_concat") -> tuple[Any, dict[str
         "width": 32,
         "num_frames": 9,
         "guidance_scale": 6.0,  # embedded guidance: one pass per step
+    }
+    return pipe, kwargs
+
+
+def _hunyuan_skyreels() -> tuple[Any, dict[str, Any]]:
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        HunyuanSkyreelsImageToVideoPipeline,
+        HunyuanVideoTransformer3DModel,
+    )
+
+    torch.manual_seed(0)
+    transformer = HunyuanVideoTransformer3DModel(
+        in_channels=2 * 4,  # [latents, image latents]
+        out_channels=4,
+        num_attention_heads=2,
+        attention_head_dim=10,
+        num_layers=1,
+        num_single_layers=1,
+        num_refiner_layers=1,
+        patch_size=1,
+        patch_size_t=1,
+        guidance_embeds=True,
+        text_embed_dim=16,
+        pooled_projection_dim=8,
+        rope_axes_dim=(2, 4, 4),
+    )
+    pipe = HunyuanSkyreelsImageToVideoPipeline(
+        text_encoder=None,
+        tokenizer=None,
+        transformer=transformer,
+        vae=_hunyuan_vae(),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+        text_encoder_2=None,
+        tokenizer_2=None,
+    )
+    kwargs = {
+        "prompt_embeds": _embeds(1, 1, 16, 16),
+        "pooled_prompt_embeds": _embeds(2, 1, 8),
+        "prompt_attention_mask": torch.ones(1, 16),
+        "negative_prompt_embeds": _embeds(3, 1, 16, 16),
+        "negative_pooled_prompt_embeds": _embeds(4, 1, 8),
+        "negative_prompt_attention_mask": torch.ones(1, 16),
+        "height": 32,
+        "width": 32,
+        "num_frames": 9,
+        "true_cfg_scale": 6.0,  # SkyReels-V1 I2V runs true CFG (and embedded guidance 1.0)
     }
     return pipe, kwargs
 
@@ -459,6 +511,7 @@ _BUILDERS: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
     "cogvideox": _cogvideox,
     "hunyuan-video": _hunyuan,
     "hunyuan-video-token-replace": lambda: _hunyuan("token_replace"),
+    "hunyuan-skyreels": _hunyuan_skyreels,
     "ltx-video": _ltx,
     "svd": _svd,
     "sana-video": _sana,

@@ -39,6 +39,7 @@ DEFAULTS = {
     "ltx-video": (alg(1 / 4.0, 0.1), "paper (CVPR) setting for LTX-Video: window 0.1, 1/factor 4.0"),
     "svd": not_in_paper("SVD"),
     "sana-video": not_in_paper("Sana-Video"),
+    "hunyuan-skyreels": not_in_paper("SkyReels-V1"),
 }
 
 ABLATIONS = [

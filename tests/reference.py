@@ -367,3 +367,53 @@ def sana(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
         stepped = pipe.scheduler.step(eps[:, :, 1:], t, latents[:, :, 1:], return_dict=False)[0]
         latents = torch.cat([latents[:, :, :1], stepped], dim=2)
     return latents
+
+
+@torch.no_grad()
+def hunyuan_skyreels(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
+    """SkyReels-V1 I2V: [latents, image latents (frame 0, zeros after)] on channels; true CFG when
+    true_cfg_scale > 1 (split calls, conditional first), embedded guidance always."""
+    dtype = pipe.transformer.dtype
+    gen = torch.Generator().manual_seed(seed)
+    height, width, frames = kw["height"], kw["width"], kw["num_frames"]
+    w = kw.get("true_cfg_scale", 6.0)
+    text = tuple(kw[k].to(dtype) for k in ("prompt_embeds", "prompt_attention_mask", "pooled_prompt_embeds"))
+    negative = tuple(
+        kw[k].to(dtype)
+        for k in ("negative_prompt_embeds", "negative_prompt_attention_mask", "negative_pooled_prompt_embeds")
+    )
+    sigmas = np.linspace(1.0, 0.0, steps + 1)[:-1]
+    pipe.scheduler.set_timesteps(sigmas=sigmas, device="cpu")
+    pixels = pipe.video_processor.preprocess(image, height=height, width=width).to("cpu", pipe.vae.dtype)
+    z = pipe.transformer.config.in_channels // 2
+    latents, image_latents = pipe.prepare_latents(
+        pixels, 1, z, height, width, frames, torch.float32, "cpu", gen
+    )
+    condition = image_latents.to(dtype)
+    filtered = downup(condition, factor)
+    guidance = torch.tensor([kw.get("guidance_scale", 1.0)], dtype=dtype) * 1000.0
+    for i, t in enumerate(pipe.scheduler.timesteps):
+
+        def d(cond, embeds):  # noqa: ANN001
+            return pipe.transformer(
+                hidden_states=torch.cat([latents.to(dtype), cond], dim=1),
+                timestep=t.expand(1).to(latents.dtype),
+                encoder_hidden_states=embeds[0],
+                encoder_attention_mask=embeds[1],
+                pooled_projections=embeds[2],
+                guidance=guidance,
+                return_dict=False,
+            )[0]
+
+        on = window(i, steps, end)
+        if w <= 1:  # embedded guidance only: ALG is one pass
+            eps = d(filtered if on else condition, text)
+        else:
+            u0 = d(condition, negative)
+            eps = (
+                alg_eps(u0, d(filtered, text), d(filtered, negative), w)
+                if on
+                else u0 + w * (d(condition, text) - u0)
+            )
+        latents = pipe.scheduler.step(eps, t, latents, return_dict=False)[0]
+    return latents

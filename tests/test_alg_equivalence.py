@@ -25,6 +25,7 @@ LOOPS = {
     "hunyuan-video-token-replace": reference.hunyuan,
     "svd": reference.svd,
     "sana-video": reference.sana,
+    "hunyuan-skyreels": reference.hunyuan_skyreels,
 }
 
 
@@ -72,4 +73,16 @@ def test_hunyuan_true_cfg_alg_matches_reference(image):
     with gk.guide(pipe, recipe()) as run:
         got = run_pipe(pipe, kwargs, image, STEPS, true_cfg_scale=w, **negative)
     assert run.last.passes == 2 * STEPS + 3
+    assert max_rel(got, expected) < 1e-12
+
+
+def test_hunyuan_skyreels_without_true_cfg_is_one_pass(image):
+    # true_cfg_scale <= 1: embedded guidance only, so ALG is eps = C(LP I) with no extra pass.
+    pipe, kwargs = pipeline("hunyuan-skyreels")
+    kwargs = {**kwargs, "true_cfg_scale": 1.0}
+    expected = reference.hunyuan_skyreels(pipe, kwargs, image, STEPS, FACTOR, END, 0)
+    with gk.guide(pipe, recipe()) as run:
+        got = run_pipe(pipe, kwargs, image, STEPS)
+    assert run.last.passes == STEPS and run.last.filtered_steps == [0, 1, 2]
+    assert max_rel(run_pipe(pipe, kwargs, image, STEPS), expected) > 1e-6
     assert max_rel(got, expected) < 1e-12

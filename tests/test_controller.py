@@ -18,6 +18,7 @@ CFG = [
     "cogvideox",
     "ltx-video",
     "sana-video",
+    "hunyuan-skyreels",
 ]
 ONE_PASS = ["hunyuan-video", "hunyuan-video-token-replace"]
 ALL = CFG + ONE_PASS + ["svd"]

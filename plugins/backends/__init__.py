@@ -5,7 +5,7 @@ from __future__ import annotations
 from guidance_kit.backend import Backend
 from guidance_kit.hookspecs import hookimpl
 from guidance_kit.plugins.backends.cogvideox import CogVideoXBackend
-from guidance_kit.plugins.backends.hunyuan import HunyuanVideoBackend
+from guidance_kit.plugins.backends.hunyuan import HunyuanSkyreelsBackend, HunyuanVideoBackend
 from guidance_kit.plugins.backends.ltx import LTXVideoBackend
 from guidance_kit.plugins.backends.sana import SanaVideoBackend
 from guidance_kit.plugins.backends.svd import StableVideoDiffusionBackend
@@ -20,6 +20,7 @@ BUILTIN_BACKENDS = (
     LTXVideoBackend(),
     StableVideoDiffusionBackend(),
     SanaVideoBackend(),
+    HunyuanSkyreelsBackend(),
 )
 
 
