@@ -85,6 +85,13 @@ class Backend:
         called with ``args``. F may be 1 where the denoiser repeats it over frames."""
         raise NotImplementedError
 
+    def match_pixel_condition(
+        self, pipe: Any, encoded: torch.Tensor, condition: torch.Tensor
+    ) -> torch.Tensor:
+        """The pixel-space condition ``encoded`` fitted to the frames of ``condition`` (the one in
+        the current denoiser call), for pipelines that drop latent frames mid-loop."""
+        return encoded
+
     def describe(self) -> str:
         return f"{self.name}: {', '.join(self.pipelines)}"
 

@@ -565,6 +565,7 @@ class _Controller:
                         f"pixel space: cannot match {enc_rows} encoded rows to {rows} denoiser rows"
                     )
                 encoded = encoded.repeat(rows // enc_rows, *([1] * (encoded.ndim - 1)))
+            encoded = self.backend.match_pixel_condition(self.pipe, encoded, condition)
             return encoded.expand_as(condition) if encoded.shape[2] == 1 else encoded
         cached = self._latent_cache.get(strength)
         if cached is not None and cached[0].shape == condition.shape and torch.equal(cached[0], condition):

@@ -159,6 +159,28 @@ def _skyreels() -> tuple[Any, dict[str, Any]]:
     return pipe, _wan_kwargs()
 
 
+def _chronoedit() -> tuple[Any, dict[str, Any]]:
+    from diffusers import ChronoEditPipeline, ChronoEditTransformer3DModel, UniPCMultistepScheduler
+
+    torch.manual_seed(0)
+    transformer = ChronoEditTransformer3DModel(**_WAN_TRANSFORMER, image_dim=4)
+    image_encoder, image_processor = _tiny_clip_vision(hidden_size=4, projection_dim=4, intermediate_size=16)
+    pipe = ChronoEditPipeline(
+        tokenizer=None,
+        text_encoder=None,
+        image_encoder=image_encoder,
+        image_processor=image_processor,
+        transformer=transformer,
+        vae=_wan_vae(),
+        # The released scheduler: temporal reasoning trims its multistep history.
+        scheduler=UniPCMultistepScheduler(
+            prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0
+        ),
+    )
+    # Without temporal reasoning the pipeline makes 5 frames (the input and the edit).
+    return pipe, {**_wan_kwargs(), "num_frames": 5}
+
+
 def _cogvideox() -> tuple[Any, dict[str, Any]]:
     from diffusers import (
         AutoencoderKLCogVideoX,
@@ -508,6 +530,7 @@ _BUILDERS: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
     "wan2.2-a14b": lambda: _wan("wan2.2-a14b"),
     "wan2.2-ti2v": lambda: _wan("wan2.2-ti2v"),
     "skyreels-v2": _skyreels,
+    "chronoedit": _chronoedit,
     "cogvideox": _cogvideox,
     "hunyuan-video": _hunyuan,
     "hunyuan-video-token-replace": lambda: _hunyuan("token_replace"),

@@ -40,6 +40,7 @@ DEFAULTS = {
     "svd": not_in_paper("SVD"),
     "sana-video": not_in_paper("Sana-Video"),
     "hunyuan-skyreels": not_in_paper("SkyReels-V1"),
+    "chronoedit": not_in_paper("ChronoEdit"),
 }
 
 ABLATIONS = [

@@ -417,3 +417,47 @@ def hunyuan_skyreels(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
             )
         latents = pipe.scheduler.step(eps, t, latents, return_dict=False)[0]
     return latents
+
+
+@torch.no_grad()
+def chronoedit(pipe, kw, image, steps, factor, end, seed, reasoning_steps=None):  # noqa: ANN001
+    """ChronoEdit: Wan 2.1 I2V layout ([latents, mask, image latents] on channels, CLIP embedding).
+    With temporal reasoning (``reasoning_steps``) latent frames [0, -1] are kept from that step on,
+    together with the scheduler's multistep history."""
+    dtype = pipe.transformer.dtype
+    gen = torch.Generator().manual_seed(seed)
+    pos, neg = kw["prompt_embeds"].to(dtype), kw["negative_prompt_embeds"].to(dtype)
+    w = kw["guidance_scale"]
+    frames = kw["num_frames"] if reasoning_steps is not None else 5
+    image_embeds = pipe.encode_image(image, "cpu").to(dtype)
+    pipe.scheduler.set_timesteps(steps, device="cpu")
+    pixels = pipe.video_processor.preprocess(image, height=kw["height"], width=kw["width"]).to(torch.float32)
+    z = pipe.vae.config.z_dim
+    latents, condition = pipe.prepare_latents(
+        pixels, 1, z, kw["height"], kw["width"], frames, torch.float32, "cpu", gen
+    )
+    for i, t in enumerate(pipe.scheduler.timesteps):
+        if i == reasoning_steps:
+            latents, condition = latents[:, :, [0, -1]], condition[:, :, [0, -1]]
+            s = pipe.scheduler
+            s.model_outputs = [m if m is None else m[:, :, [0, -1]] for m in s.model_outputs]
+            s.last_sample = s.last_sample[:, :, [0, -1]]
+        full = condition.to(dtype)
+        filtered = torch.cat([full[:, :-z], downup(full[:, -z:], factor)], dim=1)
+
+        def d(cond, text):  # noqa: ANN001
+            return pipe.transformer(
+                hidden_states=torch.cat([latents.to(dtype), cond], dim=1),
+                timestep=t.expand(1),
+                encoder_hidden_states=text,
+                encoder_hidden_states_image=image_embeds,
+                return_dict=False,
+            )[0]
+
+        u0 = d(full, neg)
+        if window(i, steps, end):
+            eps = alg_eps(u0, d(filtered, pos), d(filtered, neg), w)
+        else:
+            eps = u0 + w * (d(full, pos) - u0)
+        latents = pipe.scheduler.step(eps, t, latents, return_dict=False)[0]
+    return latents

@@ -26,6 +26,7 @@ LOOPS = {
     "svd": reference.svd,
     "sana-video": reference.sana,
     "hunyuan-skyreels": reference.hunyuan_skyreels,
+    "chronoedit": reference.chronoedit,
 }
 
 
@@ -86,3 +87,20 @@ def test_hunyuan_skyreels_without_true_cfg_is_one_pass(image):
     assert run.last.passes == STEPS and run.last.filtered_steps == [0, 1, 2]
     assert max_rel(run_pipe(pipe, kwargs, image, STEPS), expected) > 1e-6
     assert max_rel(got, expected) < 1e-12
+
+
+@pytest.mark.parametrize("execution", ["batched", "sequential"])
+def test_chronoedit_temporal_reasoning_matches_reference(execution, image):
+    # Temporal reasoning keeps latent frames [0, -1] from step 2 on, a filtered step here.
+    pipe, kwargs = pipeline("chronoedit")
+    call = {"num_frames": 9, "enable_temporal_reasoning": True, "num_temporal_reasoning_steps": 2}
+    kwargs = {**kwargs, "num_frames": 9}
+    expected = reference.chronoedit(pipe, kwargs, image, STEPS, FACTOR, END, 0, reasoning_steps=2)
+    with gk.guide(pipe, recipe(), execution=execution) as run:
+        got = run_pipe(pipe, kwargs, image, STEPS, **call)
+    assert run.last.passes == 2 * STEPS + 3
+    assert max_rel(run_pipe(pipe, kwargs, image, STEPS, **call), expected) > 1e-6
+    assert max_rel(got, expected) < 1e-12
+    with gk.guide(pipe, recipe(space="pixel")) as run:  # the pixel condition keeps frames [0, -1] too
+        pixel = run_pipe(pipe, kwargs, image, STEPS, **call)
+    assert torch.isfinite(pixel).all() and run.last.passes == 2 * STEPS + 3

@@ -19,6 +19,7 @@ CFG = [
     "ltx-video",
     "sana-video",
     "hunyuan-skyreels",
+    "chronoedit",
 ]
 ONE_PASS = ["hunyuan-video", "hunyuan-video-token-replace"]
 ALL = CFG + ONE_PASS + ["svd"]

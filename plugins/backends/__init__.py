@@ -9,7 +9,12 @@ from guidance_kit.plugins.backends.hunyuan import HunyuanSkyreelsBackend, Hunyua
 from guidance_kit.plugins.backends.ltx import LTXVideoBackend
 from guidance_kit.plugins.backends.sana import SanaVideoBackend
 from guidance_kit.plugins.backends.svd import StableVideoDiffusionBackend
-from guidance_kit.plugins.backends.wan import Wan21Backend, Wan22A14BBackend, Wan22TI2VBackend
+from guidance_kit.plugins.backends.wan import (
+    ChronoEditBackend,
+    Wan21Backend,
+    Wan22A14BBackend,
+    Wan22TI2VBackend,
+)
 
 BUILTIN_BACKENDS = (
     Wan22A14BBackend(),
@@ -21,6 +26,7 @@ BUILTIN_BACKENDS = (
     StableVideoDiffusionBackend(),
     SanaVideoBackend(),
     HunyuanSkyreelsBackend(),
+    ChronoEditBackend(),
 )
 
 

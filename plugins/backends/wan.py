@@ -1,6 +1,8 @@
 """Wan 2.1 I2V (and SkyReels-V2 I2V), Wan 2.2 A14B I2V (two experts) and Wan 2.2 TI2V-5B
 (``expand_timesteps``).
 
+ChronoEdit (``ChronoEditPipeline``, an image-editing model) has the Wan 2.1 layout too.
+
 All run ``WanImageToVideoPipeline`` (or SkyReels' copy of it): one transformer call per CFG branch, conditional
 first. Wan 2.1 and 2.2 A14B concatenate [noisy latents (z), mask (4), image latents (z)] on the
 channel axis; the image latents are the last z channels. TI2V-5B instead replaces latent frame 0
@@ -62,6 +64,21 @@ class Wan21Backend(_WanChannelConcat):
             and config.get("boundary_ratio") is None
             and not config.get("expand_timesteps", False)
         )
+
+
+class ChronoEditBackend(_WanChannelConcat):
+    name = "chronoedit"
+    pipelines = ("ChronoEditPipeline",)
+    description = (
+        "ChronoEdit-14B image editing (Wan 2.1 I2V layout; temporal reasoning frames dropped mid-loop)"
+    )
+
+    def match_pixel_condition(
+        self, pipe: Any, encoded: torch.Tensor, condition: torch.Tensor
+    ) -> torch.Tensor:
+        # With temporal reasoning the pipeline keeps latent frames [0, -1] after
+        # num_temporal_reasoning_steps; the pixel-space condition keeps the same two.
+        return encoded if encoded.shape[2] == condition.shape[2] else encoded[:, :, [0, -1]]
 
 
 class Wan22A14BBackend(_WanChannelConcat):
