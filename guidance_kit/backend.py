@@ -21,6 +21,7 @@ answers pipeline-specific questions:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -84,6 +85,13 @@ class Backend:
         """The image condition, ``[b, C, F, H, W]``, from what ``pixel_method`` returned when
         called with ``args``. F may be 1 where the denoiser repeats it over frames."""
         raise NotImplementedError
+
+    def filter_pixel_image(
+        self, pipe: Any, image: Any, args: Arguments, lowpass: Callable[[torch.Tensor], torch.Tensor]
+    ) -> Any:
+        """The image argument ``image`` of ``pixel_method`` (called with ``args``) low-passed by
+        ``lowpass``; pipelines whose method takes raw (PIL) images convert them here."""
+        return lowpass(image)
 
     def match_pixel_condition(
         self, pipe: Any, encoded: torch.Tensor, condition: torch.Tensor

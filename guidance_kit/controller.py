@@ -538,7 +538,9 @@ class _Controller:
         arguments = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in arguments.items()}
         for name in self.backend.pixel_image_args:
             if arguments.get(name) is not None:
-                arguments[name] = self.recipe.filter(arguments[name], strength)
+                arguments[name] = self.backend.filter_pixel_image(
+                    self.pipe, arguments[name], arguments, lambda x: self.recipe.filter(x, strength)
+                )
         generators = _generators(arguments.get("generator"))
         current = [g.get_state() for g in generators]
         # Replay the encode with the generator state it first saw: a sampled VAE posterior draws

@@ -416,6 +416,55 @@ def _hunyuan_skyreels() -> tuple[Any, dict[str, Any]]:
     return pipe, kwargs
 
 
+def _kandinsky5() -> tuple[Any, dict[str, Any]]:
+    from diffusers import FlowMatchEulerDiscreteScheduler, Kandinsky5I2VPipeline, Kandinsky5Transformer3DModel
+
+    torch.manual_seed(0)
+    transformer = Kandinsky5Transformer3DModel(
+        in_visual_dim=4,
+        in_text_dim=16,
+        in_text_dim2=8,
+        time_dim=16,
+        out_visual_dim=4,
+        patch_size=(1, 2, 2),
+        model_dim=24,
+        ff_dim=32,
+        num_text_blocks=1,
+        num_visual_blocks=2,
+        axes_dims=(4, 4, 4),
+        visual_cond=True,  # [latents, zeros, frame-0 mask] channels last, as the I2V model
+    )
+    # Kandinsky initialises its modulations to zero, which makes every block the identity and the
+    # output per token: random ones let the image on frame 0 reach the stepped frames.
+    with torch.no_grad():
+        for name, param in transformer.named_parameters():
+            if "modulation" in name:
+                param.normal_(0.0, 0.2)
+    pipe = Kandinsky5I2VPipeline(
+        transformer=transformer,
+        vae=_hunyuan_vae(),
+        text_encoder=None,
+        tokenizer=None,
+        text_encoder_2=None,
+        tokenizer_2=None,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0),
+    )
+    kwargs = {
+        "prompt_embeds_qwen": _embeds(1, 1, 16, 16),
+        "prompt_embeds_clip": _embeds(2, 1, 8),
+        "prompt_cu_seqlens": torch.tensor([0, 16], dtype=torch.int32),
+        # A shorter negative prompt: its text positions differ from the positive branch's.
+        "negative_prompt_embeds_qwen": _embeds(3, 1, 12, 16),
+        "negative_prompt_embeds_clip": _embeds(4, 1, 8),
+        "negative_prompt_cu_seqlens": torch.tensor([0, 12], dtype=torch.int32),
+        "height": 32,
+        "width": 32,
+        "num_frames": 17,  # the output's first-frame normalisation reads latent frames 4:
+        "guidance_scale": 5.0,
+    }
+    return pipe, kwargs
+
+
 def _svd() -> tuple[Any, dict[str, Any]]:
     from diffusers import (
         AutoencoderKLTemporalDecoder,
@@ -531,6 +580,7 @@ _BUILDERS: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
     "wan2.2-ti2v": lambda: _wan("wan2.2-ti2v"),
     "skyreels-v2": _skyreels,
     "chronoedit": _chronoedit,
+    "kandinsky5": _kandinsky5,
     "cogvideox": _cogvideox,
     "hunyuan-video": _hunyuan,
     "hunyuan-video-token-replace": lambda: _hunyuan("token_replace"),
@@ -551,6 +601,11 @@ def tiny_pipeline(family: str = "wan2.1", dtype: torch.dtype = torch.float32) ->
     return ready(*_BUILDERS[family](), dtype)
 
 
+# Submodules whose forward casts its input to float32 (Kandinsky 5's time embedding): they stay in
+# float32 at any dtype, as from_pretrained keeps them.
+_FLOAT32_INPUTS = {"Kandinsky5Transformer3DModel": ("time_embeddings",)}
+
+
 def ready(pipe: Any, kwargs: dict[str, Any], dtype: torch.dtype) -> tuple[Any, dict[str, Any]]:
     """``pipe`` cast to ``dtype`` with its progress bar off, and ``kwargs``' tensors cast alike."""
     from diffusers.utils import logging
@@ -561,6 +616,9 @@ def ready(pipe: Any, kwargs: dict[str, Any], dtype: torch.dtype) -> tuple[Any, d
         pipe.to(dtype=dtype)
     finally:
         logging.set_verbosity(verbosity)
+    for component in pipe.components.values():
+        for name in _FLOAT32_INPUTS.get(type(component).__name__, ()):
+            getattr(component, name).to(torch.float32)
     pipe.set_progress_bar_config(disable=True)
     return pipe, {
         k: v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v

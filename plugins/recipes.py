@@ -41,6 +41,7 @@ DEFAULTS = {
     "sana-video": not_in_paper("Sana-Video"),
     "hunyuan-skyreels": not_in_paper("SkyReels-V1"),
     "chronoedit": not_in_paper("ChronoEdit"),
+    "kandinsky5": not_in_paper("Kandinsky 5"),
 }
 
 ABLATIONS = [

@@ -461,3 +461,60 @@ def chronoedit(pipe, kw, image, steps, factor, end, seed, reasoning_steps=None):
             eps = u0 + w * (d(full, pos) - u0)
         latents = pipe.scheduler.step(eps, t, latents, return_dict=False)[0]
     return latents
+
+
+@torch.no_grad()
+def kandinsky5(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
+    """Kandinsky 5 I2V: channels-last [B, F, h, w, C + C + 1] latents, frame 0 of the first C
+    channels is the image latent; frames 1: are stepped; each branch has its own text positions."""
+    dtype = pipe.transformer.dtype
+    gen = torch.Generator().manual_seed(seed)
+    height, width, frames = kw["height"], kw["width"], kw["num_frames"]
+    w = kw["guidance_scale"]
+    c = pipe.transformer.config.in_visual_dim
+    pipe.scheduler.set_timesteps(steps, device="cpu")
+    latents = pipe.prepare_latents(image, 1, c, height, width, frames, dtype, "cpu", gen)
+    lf = (frames - 1) // pipe.vae_scale_factor_temporal + 1
+    rope = [
+        torch.arange(lf),
+        torch.arange(height // pipe.vae_scale_factor_spatial // 2),
+        torch.arange(width // pipe.vae_scale_factor_spatial // 2),
+    ]
+    branches = {
+        name: (
+            kw[f"{prefix}prompt_embeds_qwen"].to(dtype),
+            kw[f"{prefix}prompt_embeds_clip"].to(dtype),
+            torch.arange(int(kw[f"{prefix}prompt_cu_seqlens"].diff().max())),
+        )
+        for name, prefix in (("pos", ""), ("neg", "negative_"))
+    }
+    scale = pipe._get_scale_factor(height, width)
+    image_latent = latents[:, :1, :, :, :c].clone()
+    filtered = downup(image_latent.permute(0, 4, 1, 2, 3), factor).permute(0, 2, 3, 4, 1)
+    for i, t in enumerate(pipe.scheduler.timesteps):
+
+        def d(first, branch):  # noqa: ANN001
+            hidden = latents.clone()
+            hidden[:, :1, :, :, :c] = first
+            text, pooled, text_rope = branches[branch]
+            return pipe.transformer(
+                hidden_states=hidden,
+                encoder_hidden_states=text,
+                pooled_projections=pooled,
+                timestep=t.unsqueeze(0).to(dtype),
+                visual_rope_pos=rope,
+                text_rope_pos=text_rope,
+                scale_factor=scale,
+                sparse_params=None,
+                return_dict=True,
+            ).sample
+
+        u0 = d(image_latent, "neg")
+        if window(i, steps, end):
+            eps = alg_eps(u0, d(filtered, "pos"), d(filtered, "neg"), w)
+        else:
+            eps = u0 + w * (d(image_latent, "pos") - u0)
+        latents[:, 1:, :, :, :c] = pipe.scheduler.step(
+            eps[:, 1:], t, latents[:, 1:, :, :, :c], return_dict=False
+        )[0]
+    return pipe.normalize_first_frame(latents[..., :c])

@@ -20,6 +20,7 @@ CFG = [
     "sana-video",
     "hunyuan-skyreels",
     "chronoedit",
+    "kandinsky5",
 ]
 ONE_PASS = ["hunyuan-video", "hunyuan-video-token-replace"]
 ALL = CFG + ONE_PASS + ["svd"]
@@ -382,3 +383,31 @@ def test_low_precision_pipelines(family, space, image):
     with gk.guide(pipe, window(space=space)) as run:
         out = run_pipe(pipe, kwargs, image, 3)
     assert torch.isfinite(out.float()).all() and run.last.filtered_steps == [0]  # p = 0, 0.5, 1
+
+
+def test_kandinsky5_pixel_space_encodes_the_filtered_image(image):
+    # prepare_latents takes a raw image and preprocesses it itself: the backend hands it the
+    # filtered image as a [0, 1] tensor. Down/up commutes with that affine map, so the condition
+    # must be the VAE encode of LP(preprocessed image), drawn with the pipeline's generator.
+    from diffusers.utils.torch_utils import randn_tensor
+
+    pipe, kwargs = pipeline("kandinsky5")
+    seen = []
+    hook = pipe.transformer.register_forward_pre_hook(
+        lambda m, args, kw: seen.append(kw["hidden_states"][:, :1, :, :, :4].clone()), with_kwargs=True
+    )
+    try:
+        with gk.guide(pipe, window(end=0.0, space="pixel", factor=0.25)):
+            run_pipe(pipe, kwargs, image, 2)
+    finally:
+        hook.remove()
+    pixels = pipe.video_processor.preprocess(image, height=32, width=32).to(torch.float64)
+    generator = torch.Generator().manual_seed(0)
+    randn_tensor((1, 5, 4, 4, 4), generator=generator, dtype=torch.float64)  # the noise drawn first
+    encoded = pipe.vae.encode(gk.filters.DownUp(0.25)(pixels, 1.0).unsqueeze(2)).latent_dist.sample(generator)
+    expected = (encoded * pipe.vae.config.scaling_factor).permute(0, 2, 3, 4, 1)
+    torch.testing.assert_close(seen[0], expected, atol=1e-10, rtol=1e-10)  # step 0, conditional
+    assert not torch.allclose(seen[0], seen[-1], atol=1e-3)  # the last step sees the sharp image
+    with pytest.raises(gk.GuidanceKitError, match="encodes no image when latents are given"):
+        with gk.guide(pipe, window(space="pixel")):
+            run_pipe(pipe, kwargs, image, 2, latents=torch.zeros(1, 5, 4, 4, 9, dtype=torch.float64))

@@ -6,6 +6,7 @@ from guidance_kit.backend import Backend
 from guidance_kit.hookspecs import hookimpl
 from guidance_kit.plugins.backends.cogvideox import CogVideoXBackend
 from guidance_kit.plugins.backends.hunyuan import HunyuanSkyreelsBackend, HunyuanVideoBackend
+from guidance_kit.plugins.backends.kandinsky import Kandinsky5Backend
 from guidance_kit.plugins.backends.ltx import LTXVideoBackend
 from guidance_kit.plugins.backends.sana import SanaVideoBackend
 from guidance_kit.plugins.backends.svd import StableVideoDiffusionBackend
@@ -27,6 +28,7 @@ BUILTIN_BACKENDS = (
     SanaVideoBackend(),
     HunyuanSkyreelsBackend(),
     ChronoEditBackend(),
+    Kandinsky5Backend(),
 )
 
 
