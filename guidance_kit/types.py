@@ -79,6 +79,9 @@ class Schedule:
     def at(self, p: float) -> float:
         raise NotImplementedError
 
+    def params(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
 
 class NoiseLevelSchedule(Schedule):
     """A schedule keyed on the normalised noise level in [0, 1] (1 = pure noise) rather than on
@@ -103,9 +106,6 @@ class NoiseLevelSchedule(Schedule):
 
     def at_level(self, level: float) -> float:
         raise NotImplementedError
-
-    def params(self) -> dict[str, Any]:
-        return attrs.asdict(self)
 
 
 def progress(step: int, num_steps: int) -> float:
