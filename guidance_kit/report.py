@@ -481,7 +481,8 @@ def results(report: Report, figures: Sequence[Figure], note: str | None) -> list
             Text(
                 "Cell minus baseline over the videos both have (paired by image, prompt and seed): the "
                 f"mean difference, its {CONFIDENCE:.0%} t interval in brackets and `*` where the interval "
-                "excludes 0; dynamic degree also as the relative change, as the paper reports it."
+                f"excludes 0; {', '.join(m.title for m in METRICS if m.relative)} also as the relative "
+                "change, as the paper reports it."
             ),
             Table(header, rows),
         ]
@@ -513,13 +514,17 @@ def to_markdown(blocks: Sequence[Block], image_prefix: str = "", heading_offset:
         elif isinstance(b, Text):
             parts.append(b.text)
         elif isinstance(b, Table):
-            lines = ["| " + " | ".join(b.header) + " |", "|" + "---|" * len(b.header)]
-            parts.append("\n".join(lines + ["| " + " | ".join(r) + " |" for r in b.rows]))
+            lines = [_markdown_row(b.header), "|" + "---|" * len(b.header)]
+            parts.append("\n".join(lines + [_markdown_row(r) for r in b.rows]))
         elif isinstance(b, Figure):
             parts.append(f"![{b.caption}]({image_prefix}{b.path})\n\n*{b.caption}*")
         else:
             parts.append(f"```bash\n{b.text}\n```")
     return "\n\n".join(parts) + "\n"
+
+
+def _markdown_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"  # a written label may hold "|"
 
 
 def _inline_html(text: str) -> str:
