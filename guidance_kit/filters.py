@@ -1,4 +1,5 @@
-"""Low-pass filters (the built-ins come from ``plugins/filters.py``)."""
+"""Low-pass filters and other condition transforms (the built-ins come from ``plugins/filters.py``
+and ``plugins/transforms.py``)."""
 
 from guidance_kit.plugins.filters import (
     Butterworth,
@@ -7,6 +8,18 @@ from guidance_kit.plugins.filters import (
     butterworth_response,
     gaussian_kernel1d,
 )
+from guidance_kit.plugins.transforms import Chain, MotionAmplitude, Noise, Scale
 from guidance_kit.types import Filter
 
-__all__ = ["Butterworth", "DownUp", "Filter", "Gaussian", "butterworth_response", "gaussian_kernel1d"]
+__all__ = [
+    "Butterworth",
+    "Chain",
+    "DownUp",
+    "Filter",
+    "Gaussian",
+    "MotionAmplitude",
+    "Noise",
+    "Scale",
+    "butterworth_response",
+    "gaussian_kernel1d",
+]

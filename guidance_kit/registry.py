@@ -32,6 +32,7 @@ BUILTIN_DISTRIBUTION = "guidance-kit"
 # look up the modes registered before it.
 BUILTIN_PLUGINS = (
     ("filters", "guidance_kit.plugins.filters"),
+    ("transforms", "guidance_kit.plugins.transforms"),
     ("schedules", "guidance_kit.plugins.schedules"),
     ("modes", "guidance_kit.plugins.modes"),
     ("backends", "guidance_kit.plugins.backends"),

@@ -139,3 +139,15 @@ def check_call_args(label: str, value: Any) -> dict[str, Any]:
         if call.get(key) is not None:
             check_number(f"{label}.{key}", call[key], lo=1, hi=100_000, integer=True)
     return call
+
+
+def check_choice(label: str, value: Any, options: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``options``, else an error naming ``label`` and the choices."""
+    if not isinstance(value, str) or value not in options:
+        raise InvalidParameterError(f"{label} must be one of {list(options)}, got {shown(value)}")
+    return value
+
+
+def choice(label: str, options: tuple[str, ...], *, default: Any = attrs.NOTHING) -> Any:
+    """An attrs field holding one of ``options``."""
+    return attrs.field(default=default, converter=lambda value: check_choice(label, value, options))

@@ -31,6 +31,18 @@ PROBE = textwrap.dedent(
 )
 
 
+# The built-in filters and the plugin that registers each: nothing else may add or drop one.
+BUILTIN_FILTERS = {
+    "butterworth": "filters",
+    "downup": "filters",
+    "gaussian": "filters",
+    "chain": "transforms",
+    "motion_amplitude": "transforms",
+    "noise": "transforms",
+    "scale": "transforms",
+}
+
+
 def probe(site: Path | None, **env: str) -> dict:
     environment = {**os.environ, **env}
     if site is not None:
@@ -77,7 +89,7 @@ def fake_distribution(site: Path, name: str, entry_points: dict[str, str], modul
 
 def test_builtins_are_one_static_list_not_entry_points():
     listed = gk.list_registered()
-    assert listed["filter"] == {"butterworth": "filters", "downup": "filters", "gaussian": "filters"}
+    assert listed["filter"] == BUILTIN_FILTERS
     assert set(listed["backend"]) >= {
         "wan2.1",
         "wan2.2-a14b",
@@ -89,6 +101,7 @@ def test_builtins_are_one_static_list_not_entry_points():
     }
     assert {name for name, _ in registry.BUILTIN_PLUGINS} == {
         "filters",
+        "transforms",
         "schedules",
         "modes",
         "backends",
@@ -260,11 +273,7 @@ def test_bad_plugins_are_isolated_named_once_and_builtins_keep_working(tmp_path)
         {f"bad_{name}": source for name, source in BAD_PLUGINS.items()},
     )
     result = probe(tmp_path)
-    assert result["listed"]["filter"] == {
-        "butterworth": "filters",
-        "downup": "filters",
-        "gaussian": "filters",
-    }
+    assert result["listed"]["filter"] == BUILTIN_FILTERS
     assert "step_switch" in result["listed"]["schedule"] and "alg" in result["listed"]["recipe"]
     errors = result["errors"]
     assert len(errors) == len(BAD_PLUGINS) and len(result["warnings"]) == len(BAD_PLUGINS)  # once each
