@@ -465,6 +465,63 @@ def _kandinsky5() -> tuple[Any, dict[str, Any]]:
     return pipe, kwargs
 
 
+def _cosmos2() -> tuple[Any, dict[str, Any]]:
+    from diffusers import (
+        ConfigMixin,
+        Cosmos2VideoToWorldPipeline,
+        CosmosTransformer3DModel,
+        FlowMatchEulerDiscreteScheduler,
+        ModelMixin,
+    )
+
+    class NoSafetyChecker(ModelMixin, ConfigMixin):
+        """Cosmos pipelines require a guardrail (the cosmos_guardrail package); latent output
+        never asks it about videos, and prompts are embeddings here."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("unused", torch.zeros(1))  # a module with no tensors has no dtype
+
+        def check_text_safety(self, prompt: str) -> bool:
+            return True
+
+        def check_video_safety(self, video: Any) -> Any:
+            return video
+
+    torch.manual_seed(0)
+    transformer = CosmosTransformer3DModel(
+        in_channels=16 + 1,  # latents and the condition mask
+        out_channels=16,
+        num_attention_heads=2,
+        attention_head_dim=12,
+        num_layers=2,
+        mlp_ratio=2,
+        text_embed_dim=32,
+        adaln_lora_dim=4,
+        max_size=(4, 8, 8),
+        patch_size=(1, 2, 2),
+        # The released model also concatenates the (all-zero) padding mask, which needs torchvision.
+        concat_padding_mask=False,
+    )
+    pipe = Cosmos2VideoToWorldPipeline(
+        text_encoder=None,
+        tokenizer=None,
+        transformer=transformer,
+        vae=_wan_vae(),
+        scheduler=FlowMatchEulerDiscreteScheduler(use_karras_sigmas=True),
+        safety_checker=NoSafetyChecker(),
+    )
+    kwargs = {
+        "prompt_embeds": _embeds(1, 1, 16, 32),
+        "negative_prompt_embeds": _embeds(2, 1, 16, 32),
+        "height": 32,
+        "width": 32,
+        "num_frames": 9,
+        "guidance_scale": 7.0,
+    }
+    return pipe, kwargs
+
+
 def _svd() -> tuple[Any, dict[str, Any]]:
     from diffusers import (
         AutoencoderKLTemporalDecoder,
@@ -581,6 +638,7 @@ _BUILDERS: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
     "skyreels-v2": _skyreels,
     "chronoedit": _chronoedit,
     "kandinsky5": _kandinsky5,
+    "cosmos2": _cosmos2,
     "cogvideox": _cogvideox,
     "hunyuan-video": _hunyuan,
     "hunyuan-video-token-replace": lambda: _hunyuan("token_replace"),
@@ -601,9 +659,12 @@ def tiny_pipeline(family: str = "wan2.1", dtype: torch.dtype = torch.float32) ->
     return ready(*_BUILDERS[family](), dtype)
 
 
-# Submodules whose forward casts its input to float32 (Kandinsky 5's time embedding): they stay in
-# float32 at any dtype, as from_pretrained keeps them.
-_FLOAT32_INPUTS = {"Kandinsky5Transformer3DModel": ("time_embeddings",)}
+# Submodules whose forward computes in float32 (Kandinsky 5's time embedding, Cosmos' learnable
+# position embedding norm): they stay in float32 at any dtype, as from_pretrained keeps them.
+_FLOAT32_INPUTS = {
+    "Kandinsky5Transformer3DModel": ("time_embeddings",),
+    "CosmosTransformer3DModel": ("learnable_pos_embed",),
+}
 
 
 def ready(pipe: Any, kwargs: dict[str, Any], dtype: torch.dtype) -> tuple[Any, dict[str, Any]]:

@@ -42,6 +42,7 @@ DEFAULTS = {
     "hunyuan-skyreels": not_in_paper("SkyReels-V1"),
     "chronoedit": not_in_paper("ChronoEdit"),
     "kandinsky5": not_in_paper("Kandinsky 5"),
+    "cosmos2": not_in_paper("Cosmos-Predict2"),
 }
 
 ABLATIONS = [

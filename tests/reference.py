@@ -518,3 +518,69 @@ def kandinsky5(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
             eps[:, 1:], t, latents[:, 1:, :, :, :c], return_dict=False
         )[0]
     return pipe.normalize_first_frame(latents[..., :c])
+
+
+@torch.no_grad()
+def cosmos2(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
+    """Cosmos-Predict2 Video2World: clean conditioning latents on the leading frames (timestep
+    t_cond there), predictions turned into x0 = c_skip x + c_out D with the conditioning frames
+    restored, and the "original" CFG x0_c + w (x0_c - x0_u) = x0_u + (1 + w)(x0_c - x0_u)."""
+    from diffusers.pipelines.cosmos.pipeline_cosmos2_video2world import retrieve_timesteps
+
+    dtype = pipe.transformer.dtype
+    gen = torch.Generator().manual_seed(seed)
+    pos, neg = kw["prompt_embeds"].to(dtype), kw["negative_prompt_embeds"].to(dtype)
+    w = kw["guidance_scale"]
+    height, width, frames = kw["height"], kw["width"], kw["num_frames"]
+    timesteps, _ = retrieve_timesteps(
+        pipe.scheduler, device="cpu", sigmas=torch.linspace(0, 1, steps, dtype=torch.float64)
+    )
+    pipe.scheduler.sigmas[-1] = pipe.scheduler.sigmas[-2]  # final_sigmas_type "sigma_min"
+    video = pipe.video_processor.preprocess(image, height, width).unsqueeze(2).to(pipe.vae.dtype)
+    latents, clean, indicator, _, mask, _ = pipe.prepare_latents(
+        video,
+        1,
+        pipe.transformer.config.in_channels - 1,
+        height,
+        width,
+        frames,
+        True,
+        torch.float32,
+        "cpu",
+        gen,
+    )
+    n = int(indicator.sum())
+    mask = mask.to(dtype)
+    filtered = torch.cat([downup(clean[:, :, :n].to(dtype), factor), clean[:, :, n:].to(dtype)], dim=2)
+    padding = latents.new_zeros(1, 1, height, width, dtype=dtype)
+    t_cond = torch.tensor(0.0001) / (torch.tensor(0.0001) + 1)
+    for i, t in enumerate(timesteps):
+        sigma = pipe.scheduler.sigmas[i]
+        current = sigma / (sigma + 1)
+        c_in = c_skip = 1 - current
+        c_out = -current
+        timestep = indicator * t_cond + (1 - indicator) * current.view(1, 1, 1, 1, 1).expand(
+            1, -1, latents.size(2), -1, -1
+        )
+
+        def x0(condition, text):  # noqa: ANN001
+            hidden = indicator * condition + (1 - indicator) * (latents * c_in)
+            d = pipe.transformer(
+                hidden_states=hidden.to(dtype),
+                timestep=timestep.to(dtype),
+                encoder_hidden_states=text,
+                fps=16,
+                condition_mask=mask,
+                padding_mask=padding,
+                return_dict=False,
+            )[0]
+            pred = (c_skip * latents + c_out * d.float()).to(dtype)  # the pipeline rounds D to float32 here
+            return indicator * clean + (1 - indicator) * pred
+
+        u0 = x0(clean, neg)
+        if window(i, steps, end):
+            pred = alg_eps(u0, x0(filtered, pos), x0(filtered, neg), 1 + w)
+        else:
+            pred = u0 + (1 + w) * (x0(clean, pos) - u0)
+        latents = pipe.scheduler.step((latents - pred) / sigma, t, latents, return_dict=False)[0]
+    return latents

@@ -21,6 +21,7 @@ CFG = [
     "hunyuan-skyreels",
     "chronoedit",
     "kandinsky5",
+    "cosmos2",
 ]
 ONE_PASS = ["hunyuan-video", "hunyuan-video-token-replace"]
 ALL = CFG + ONE_PASS + ["svd"]

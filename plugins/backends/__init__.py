@@ -5,6 +5,7 @@ from __future__ import annotations
 from guidance_kit.backend import Backend
 from guidance_kit.hookspecs import hookimpl
 from guidance_kit.plugins.backends.cogvideox import CogVideoXBackend
+from guidance_kit.plugins.backends.cosmos import Cosmos2Backend
 from guidance_kit.plugins.backends.hunyuan import HunyuanSkyreelsBackend, HunyuanVideoBackend
 from guidance_kit.plugins.backends.kandinsky import Kandinsky5Backend
 from guidance_kit.plugins.backends.ltx import LTXVideoBackend
@@ -29,6 +30,7 @@ BUILTIN_BACKENDS = (
     HunyuanSkyreelsBackend(),
     ChronoEditBackend(),
     Kandinsky5Backend(),
+    Cosmos2Backend(),
 )
 
 
