@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from guidance_kit.hookspecs import hookimpl
 from guidance_kit.plugins.filters import DownUp, Gaussian
-from guidance_kit.plugins.schedules import Constant, StepSwitch
+from guidance_kit.plugins.schedules import Constant, SigmaWindow, StepSwitch
+from guidance_kit.plugins.transforms import Chain, MotionAmplitude, Noise, Scale
 from guidance_kit.recipe import Recipe, RecipeEntry
 
 
@@ -72,6 +73,36 @@ ABLATIONS = [
 ]
 
 
+# One preset per motion lever (docs/levers.md), comparable in plugins/sweeps/motion-levers.toml.
+LEVERS = [
+    RecipeEntry(
+        "alg-sigma",
+        Recipe(filter=DownUp(0.4), schedule=SigmaWindow(low=0.975), mode="alg"),
+        description="ALG keyed on the noise level: filter while the noise level is >= 0.975, at any step count",
+    ),
+    RecipeEntry(
+        "noise-aug",
+        Recipe(filter=Noise(std=0.2), schedule=StepSwitch(0.0, 0.2), mode="alg"),
+        description="noise augmentation of the image latent in the early steps, with ALG's original-image anchor",
+    ),
+    RecipeEntry(
+        "weak-condition",
+        Recipe(filter=Scale(factor=0.7, toward="mean"), schedule=StepSwitch(0.0, 0.2), mode="alg"),
+        description="condition strength 0.7 (towards the latent mean) in the early steps",
+    ),
+    RecipeEntry(
+        "motion-amplitude",
+        Recipe(filter=MotionAmplitude(1.15), schedule=Constant(1.0), mode="replace"),
+        description="PainterI2V: padding-frame latents pushed 15% away from the first frame's, every step",
+    ),
+    RecipeEntry(
+        "alg-noise",
+        Recipe(filter=Chain([DownUp(0.4), Noise(std=0.1)]), schedule=StepSwitch(0.0, 0.2), mode="alg"),
+        description="ALG's low-pass followed by light noise augmentation, in ALG's window",
+    ),
+]
+
+
 @hookimpl
 def register_recipes() -> list[RecipeEntry]:
     entries = [RecipeEntry("alg", GENERIC, description="generic paper default: window 0.1, 1/factor 2.5")]
@@ -79,4 +110,4 @@ def register_recipes() -> list[RecipeEntry]:
         RecipeEntry("alg", recipe, backend=name, description=text)
         for name, (recipe, text) in DEFAULTS.items()
     ]
-    return entries + ABLATIONS
+    return entries + ABLATIONS + LEVERS
