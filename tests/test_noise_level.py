@@ -2,6 +2,7 @@
 noise range at any step count and flow shift."""
 
 import pytest
+import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
 import guidance_kit as gk
@@ -76,3 +77,41 @@ def test_scheduler_without_noise_levels_is_a_clear_error():
 
     with pytest.raises(gk.GuidanceKitError, match="keyed on the noise level"):
         SigmaWindow().strength(Bare())
+
+
+class _TwiceStepping:
+    """A flow scheduler stand-in whose step may be called any number of times."""
+
+    def __init__(self):
+        self.config = {"use_flow_sigmas": True}
+
+    def set_timesteps(self, n):
+        self.sigmas = torch.linspace(1.0, 0.0, n + 1)
+        self.timesteps = self.sigmas[:-1] * 1000
+
+    def step(self, *args):
+        return args
+
+
+def test_step_clock_counts_several_scheduler_steps_as_one_and_restarts_per_loop():
+    # Pipelines that step twice per denoising step (Cosmos) declare it; each set_timesteps
+    # starts a loop of its own (windowed pipelines).
+    from guidance_kit.clock import StepClock
+
+    scheduler = _TwiceStepping()
+    clock = StepClock(scheduler, step_calls_per_step=2)
+    ended = []
+    clock.on_step_end = lambda: ended.append(clock.state().step)
+    for name, tap in clock.taps().items():
+        setattr(scheduler, name, tap)
+    scheduler.set_timesteps(3)
+    for _ in range(2):
+        scheduler.step()
+    assert clock.step == 1 and ended == [0]
+    state = clock.state()
+    assert state.sigma == pytest.approx(2 / 3) and state.noise_level == state.sigma
+    scheduler.set_timesteps(5)  # a new window
+    assert clock.step == 0 and clock.num_steps == 5
+    for _ in range(10):
+        scheduler.step()
+    assert not clock.active and ended == [0, 0, 1, 2, 3, 4]
