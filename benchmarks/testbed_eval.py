@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from guidance_kit import metrics, testbed
+from guidance_kit import metrics, recipes, testbed
 from guidance_kit.ablation import Sweep, resolve_sweep
 from guidance_kit.generate import TESTBED, generate, load
 from guidance_kit.recipe import Recipe
@@ -44,25 +44,30 @@ PAIRED = ("motion", "dynamic", "first_frame_psnr")  # differences to plain, with
 
 def _short(value: Any) -> str:
     if isinstance(value, dict):
-        return " ".join(f"{k}={v}" for k, v in value.items() if k != "name") or value.get("name", "")
+        return " ".join(
+            [value.get("name", ""), *(f"{k}={v}" for k, v in value.items() if k != "name")]
+        ).strip()
     return str(value)
 
 
-def conditions() -> dict[str, Recipe | str | None]:
-    """Condition label -> recipe (None: the plain pipeline; a name: the backend's default)."""
-    found: dict[str, Recipe | str | None] = {
+def conditions() -> dict[str, Recipe | None]:
+    """Condition label -> recipe (None: the plain pipeline); a sweep point equal to an earlier
+    condition (the window-length and filter-strength sweeps both contain ALG) is run once."""
+    found: dict[str, Recipe | None] = {
         "plain": None,
-        "ALG (Wan 2.1 default)": "alg",
-        "naive blur": "naive-blur",
-        "all terms filtered": "alg-all-terms",
+        "ALG (Wan 2.1 default)": recipes.get("alg", backend="wan2.1"),
+        "naive blur": recipes.get("naive-blur"),
+        "all terms filtered": recipes.get("alg-all-terms"),
     }
     for name in ("window-length", "filter-strength"):
         sweep = Sweep.load(resolve_sweep(name))
         keys = list(sweep.grid)
         for values in itertools.product(*(sweep.grid[k] for k in keys)):
             params = dict(zip(keys, values))
-            label = ", ".join(f"{k.split('.')[-1]} {_short(v)}" for k, v in params.items())
-            found[f"{name}: {label}"] = sweep.recipe_for(params)
+            recipe = sweep.recipe_for(params)
+            if recipe not in found.values():
+                label = ", ".join(f"{k.split('.')[-1]} {_short(v)}" for k, v in params.items())
+                found[f"{name}: {label}"] = recipe
     return found
 
 

@@ -1,0 +1,124 @@
+"""The testbed: deterministic world, lossless VAE, training conditions equal to the pipeline's,
+the shipped weights under the stock pipeline and gk.guide, the CLI and the eval script."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import guidance_kit as gk
+from guidance_kit import cli, metrics, testbed
+from guidance_kit.generate import load_image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return testbed.load()
+
+
+def test_world_is_deterministic_from_seed():
+    a, b = testbed.training_clips(3, seed=0, step=5), testbed.training_clips(3, seed=0, step=5)
+    assert all(np.array_equal(x.frames, y.frames) and x.caption == y.caption for x, y in zip(a, b))
+    other = testbed.training_clips(3, seed=0, step=6)
+    assert not np.array_equal(a[0].frames, other[0].frames)
+    assert [np.asarray(i).tolist() for i in testbed.images(2)] == [
+        np.asarray(i).tolist() for i in testbed.images(2)
+    ]
+    assert not np.array_equal(np.asarray(testbed.image(0)), np.asarray(testbed.image(1)))
+    assert np.array_equal(np.asarray(load_image("testbed:1")), np.asarray(testbed.image(1)))
+
+
+def test_motion_blurs_and_static_stays_sharp():
+    tex = testbed.texture(np.random.default_rng(0))
+    still, moving = testbed.render(tex, (0.0, 0.0)), testbed.render(tex, (2.5, 0.0))
+    assert (still == still[:1]).all()  # a static clip is one sharp frame repeated
+    assert np.mean(metrics.sharpness(moving)) < 0.7 * np.mean(metrics.sharpness(still))
+    assert metrics.motion_magnitude(moving) > 1.0
+
+
+def test_vae_is_lossless_with_wan_grouping():
+    vae = testbed.PixelShuffleVAE()
+    video = torch.rand(2, 3, testbed.FRAMES, testbed.SIZE, testbed.SIZE) * 2 - 1
+    z = vae.encode(video).latent_dist.mode()
+    assert z.shape == (
+        2,
+        vae.config.z_dim,
+        (testbed.FRAMES - 1) // 4 + 1,
+        testbed.SIZE // 2,
+        testbed.SIZE // 2,
+    )
+    assert torch.equal(vae.decode(z, return_dict=False)[0], video)
+
+
+def test_training_condition_is_the_pipelines(shipped):
+    """What the model is trained on is what the stock pipeline feeds it (the last 4 + z channels)."""
+    pipe, kwargs = shipped
+    clip = testbed.training_clips(1, seed=0, step=0)[0]
+    _, condition, _ = testbed._batch(pipe, [clip])
+    seen = []
+    hook = pipe.transformer.register_forward_pre_hook(
+        lambda _, args, kw: seen.append(kw["hidden_states"]), with_kwargs=True
+    )
+    try:
+        pipe(image=Image.fromarray(clip.frames[0]), num_inference_steps=1, output_type="latent", **kwargs)
+    finally:
+        hook.remove()
+    assert torch.allclose(seen[0][:1, pipe.vae.config.z_dim :], condition, atol=1e-6)
+
+
+def test_shipped_weights_under_the_stock_pipeline_and_guide(shipped):
+    pipe, kwargs = shipped
+    image = testbed.image(0)
+
+    def call():
+        return pipe(
+            image=image,
+            num_inference_steps=4,
+            generator=torch.Generator().manual_seed(0),
+            output_type="np",
+            **kwargs,
+        ).frames[0]
+
+    plain = call()
+    with gk.guide(pipe, "alg") as run:
+        guided = call()
+    assert plain.shape == guided.shape == (testbed.FRAMES, testbed.SIZE, testbed.SIZE, 3)
+    assert run.backend.name == "wan2.1" and run.last.filtered_steps == [0]
+    assert run.last.passes == 2 * 4 + 1
+    assert np.abs(guided - plain).mean() > 1e-3  # a trained model reacts to the filtered image
+    assert metrics.first_frame_fidelity(plain, image)["psnr"] > 20  # it learned to keep frame 0
+
+
+def test_cli_generate(tmp_path):
+    argv = ["generate", "--model", "testbed", "--image", "testbed:0", "--steps", "2", "--out", str(tmp_path)]
+    assert cli.main(argv) == 0
+    assert (tmp_path / "video.mp4").is_file()
+
+
+def test_cli_train_writes_loadable_weights(tmp_path):
+    weights = tmp_path / "w.safetensors"
+    assert cli.main(["testbed", "train", "--steps", "2", "--batch", "2", "--out", str(weights)]) == 0
+    pipe, _ = testbed.load(weights=weights)
+    assert pipe.transformer.config.num_layers == testbed.TRANSFORMER["num_layers"]
+
+
+def test_eval_script_writes_tables_between_markers(tmp_path):
+    spec = importlib.util.spec_from_file_location("testbed_eval", ROOT / "benchmarks" / "testbed_eval.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    doc = tmp_path / "page.md"
+    doc.write_text(f"# page\n\n{module.START}\nold\n{module.END}\n\nafter\n")
+    labels = ["plain", "ALG (Wan 2.1 default)"]
+    argv = ["--images", "2", "--steps", "2", "--conditions", *labels, "--doc", str(doc)]
+    assert module.main(argv) == 0
+    page = doc.read_text()
+    assert "old" not in page and page.endswith("after\n")
+    assert "(2 videos per condition" in page and "--images 2" in page
+    rows = [line for line in page.splitlines() if line.startswith("| ALG (Wan 2.1 default) |")]
+    assert len(rows) == 2  # one in each table
+    assert "p=" in rows[1]
