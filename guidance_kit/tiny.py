@@ -522,6 +522,55 @@ def _cosmos2() -> tuple[Any, dict[str, Any]]:
     return pipe, kwargs
 
 
+def _motif() -> tuple[Any, dict[str, Any]]:
+    from diffusers import (
+        ClassifierFreeGuidance,
+        FlowMatchEulerDiscreteScheduler,
+        MotifVideoImage2VideoPipeline,
+        MotifVideoTransformer3DModel,
+    )
+
+    torch.manual_seed(0)
+    transformer = MotifVideoTransformer3DModel(
+        in_channels=2 * 16 + 1,  # [latents, image latent condition, mask]
+        out_channels=16,
+        num_attention_heads=2,
+        attention_head_dim=12,
+        num_layers=1,
+        num_single_layers=1,
+        mlp_ratio=2.0,
+        patch_size=2,
+        patch_size_t=1,
+        text_embed_dim=32,
+        rope_axes_dim=(4, 4, 4),
+    )
+    # Motif casts its float32 timestep projection to the embedder's dtype for fp16/bf16 only; the
+    # tiny model does so at any dtype (its tests run in float64).
+    transformer.time_text_embed.timestep_embedder.register_forward_pre_hook(
+        lambda module, args: (args[0].to(module.linear_1.weight.dtype),)
+    )
+    pipe = MotifVideoImage2VideoPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=_wan_vae(),
+        text_encoder=None,  # no SigLIP image embedding either
+        tokenizer=None,
+        transformer=transformer,
+        guider=ClassifierFreeGuidance(guidance_scale=5.0),
+        feature_extractor=None,
+    )
+    kwargs = {
+        "prompt": None,  # a required argument of the pipeline
+        "prompt_embeds": _embeds(1, 1, 16, 32),
+        "prompt_attention_mask": torch.ones(1, 16),
+        "negative_prompt_embeds": _embeds(2, 1, 16, 32),
+        "negative_prompt_attention_mask": torch.ones(1, 16),
+        "height": 32,
+        "width": 32,
+        "num_frames": 9,
+    }
+    return pipe, kwargs
+
+
 def _svd() -> tuple[Any, dict[str, Any]]:
     from diffusers import (
         AutoencoderKLTemporalDecoder,
@@ -639,6 +688,7 @@ _BUILDERS: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
     "chronoedit": _chronoedit,
     "kandinsky5": _kandinsky5,
     "cosmos2": _cosmos2,
+    "motif-video": _motif,
     "cogvideox": _cogvideox,
     "hunyuan-video": _hunyuan,
     "hunyuan-video-token-replace": lambda: _hunyuan("token_replace"),

@@ -44,6 +44,7 @@ DEFAULTS = {
     "chronoedit": not_in_paper("ChronoEdit"),
     "kandinsky5": not_in_paper("Kandinsky 5"),
     "cosmos2": not_in_paper("Cosmos-Predict2"),
+    "motif-video": not_in_paper("Motif-Video"),
 }
 
 ABLATIONS = [

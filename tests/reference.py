@@ -584,3 +584,69 @@ def cosmos2(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
             pred = u0 + (1 + w) * (x0(clean, pos) - u0)
         latents = pipe.scheduler.step((latents - pred) / sigma, t, latents, return_dict=False)[0]
     return latents
+
+
+@torch.no_grad()
+def motif(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
+    """Motif-Video I2V: [latents, image latent condition (frame 0), mask] on channels; the guider
+    (ClassifierFreeGuidance) runs the conditional then the unconditional batch on the steps in its
+    [start, stop) range, combining u + w (c - u), or c + w (c - u) in its original formulation."""
+    from diffusers.pipelines.motif_video.pipeline_motif_video_image2video import (
+        calculate_shift,
+        retrieve_timesteps,
+    )
+
+    dtype = pipe.transformer.dtype
+    gen = torch.Generator().manual_seed(seed)
+    guider = pipe.guider.config
+    w = guider.guidance_scale
+    a = 1 + w if guider.use_original_formulation else w  # as u + a (c - u)
+    height, width, frames = kw["height"], kw["width"], kw["num_frames"]
+    text = {
+        "pos": (kw["prompt_embeds"].to(dtype), kw["prompt_attention_mask"].to(dtype)),
+        "neg": (kw["negative_prompt_embeds"].to(dtype), kw["negative_prompt_attention_mask"].to(dtype)),
+    }
+    video = (
+        pipe.video_processor.preprocess_video([image], height=height, width=width)
+        .permute(0, 2, 1, 3, 4)
+        .to(dtype)
+    )
+    latents = pipe.prepare_latents(1, pipe.vae.config.z_dim, height, width, frames, dtype, "cpu", gen)
+    condition, mask, _ = pipe._prepare_first_frame_conditioning(video, latents, True, gen)
+    filtered = downup(condition, factor)
+    p, pt = pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
+    seq = (latents.shape[2] // pt) * (latents.shape[3] // p) * (latents.shape[4] // p)
+    cfg = pipe.scheduler.config
+    mu = calculate_shift(
+        seq,
+        cfg.get("base_image_seq_len", 256),
+        cfg.get("max_image_seq_len", 4096),
+        cfg.get("base_shift", 0.5),
+        cfg.get("max_shift", 1.15),
+    )
+    timesteps, _ = retrieve_timesteps(
+        pipe.scheduler, steps, "cpu", None, sigmas=np.linspace(1.0, 1 / steps, steps), mu=mu
+    )
+    for i, t in enumerate(timesteps):
+
+        def d(cond, branch):  # noqa: ANN001
+            return pipe.transformer(
+                hidden_states=torch.cat([latents, cond, mask], dim=1),
+                timestep=t.expand(1),
+                encoder_hidden_states=text[branch][0],
+                encoder_attention_mask=text[branch][1],
+                image_embeds=None,
+                return_dict=False,
+            )[0]
+
+        on = window(i, steps, end)
+        if not int(guider.start * steps) <= i < int(guider.stop * steps):  # CFG off: one pass
+            eps = d(filtered if on else condition, "pos")
+        elif on:
+            u0 = d(condition, "neg")
+            eps = alg_eps(u0, d(filtered, "pos"), d(filtered, "neg"), a)
+        else:
+            u0 = d(condition, "neg")
+            eps = u0 + a * (d(condition, "pos") - u0)
+        latents = pipe.scheduler.step(eps, t, latents, return_dict=False)[0]
+    return latents

@@ -36,6 +36,7 @@ LOOPS = {
     "chronoedit": reference.chronoedit,
     "kandinsky5": reference.kandinsky5,
     "cosmos2": reference.cosmos2,
+    "motif-video": reference.motif,
 }
 
 
@@ -113,3 +114,47 @@ def test_chronoedit_temporal_reasoning_matches_reference(execution, image):
     with gk.guide(pipe, recipe(space="pixel")) as run:  # the pixel condition keeps frames [0, -1] too
         pixel = run_pipe(pipe, kwargs, image, STEPS, **call)
     assert torch.isfinite(pixel).all() and run.last.passes == 2 * STEPS + 3
+
+
+@pytest.fixture
+def motif_guider():
+    """Motif-Video's tiny pipeline with a guider swapped in (restored afterwards)."""
+    pipe, kwargs = pipeline("motif-video")
+    original = pipe.guider
+
+    def swap(guider):
+        pipe.guider = guider
+        return pipe, kwargs
+
+    yield swap
+    pipe.guider = original
+
+
+def test_motif_original_formulation_and_cfg_window_match_reference(motif_guider, image):
+    # c + w (c - u) (a = 1 + w on the unconditional side) on steps 0, 1 only: step 2 is filtered
+    # without CFG (one pass), steps 3-5 are plain conditional passes.
+    from diffusers import ClassifierFreeGuidance
+
+    def fresh():
+        # diffusers 0.42's Motif reads guider.num_conditions before set_state, i.e. from the
+        # previous call's last step: a windowed guider serves one pipeline call only.
+        return motif_guider(
+            ClassifierFreeGuidance(guidance_scale=3.0, use_original_formulation=True, stop=0.4)
+        )
+
+    pipe, kwargs = fresh()
+    expected = reference.motif(pipe, kwargs, image, STEPS, FACTOR, END, 0)
+    with gk.guide(pipe, recipe()) as run:
+        got = run_pipe(*fresh(), image, STEPS)
+    assert [r.passes for r in run.trace] == [3, 3, 1, 1, 1, 1]
+    assert max_rel(run_pipe(*fresh(), image, STEPS), expected) > 1e-6
+    assert max_rel(got, expected) < 1e-12
+
+
+def test_motif_refuses_a_guider_that_is_not_affine(motif_guider, image):
+    from diffusers import ClassifierFreeGuidance
+
+    pipe, kwargs = motif_guider(ClassifierFreeGuidance(guidance_scale=5.0, guidance_rescale=0.7))
+    with pytest.raises(gk.GuidanceKitError, match="affine.*guidance_rescale=0.7"):
+        with gk.guide(pipe, recipe()):
+            run_pipe(pipe, kwargs, image, 2)

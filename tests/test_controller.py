@@ -22,6 +22,7 @@ CFG = [
     "chronoedit",
     "kandinsky5",
     "cosmos2",
+    "motif-video",
 ]
 ONE_PASS = ["hunyuan-video", "hunyuan-video-token-replace"]
 ALL = CFG + ONE_PASS + ["svd"]

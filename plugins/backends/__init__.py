@@ -9,6 +9,7 @@ from guidance_kit.plugins.backends.cosmos import Cosmos2Backend
 from guidance_kit.plugins.backends.hunyuan import HunyuanSkyreelsBackend, HunyuanVideoBackend
 from guidance_kit.plugins.backends.kandinsky import Kandinsky5Backend
 from guidance_kit.plugins.backends.ltx import LTXVideoBackend
+from guidance_kit.plugins.backends.motif import MotifVideoBackend
 from guidance_kit.plugins.backends.sana import SanaVideoBackend
 from guidance_kit.plugins.backends.svd import StableVideoDiffusionBackend
 from guidance_kit.plugins.backends.wan import (
@@ -31,6 +32,7 @@ BUILTIN_BACKENDS = (
     ChronoEditBackend(),
     Kandinsky5Backend(),
     Cosmos2Backend(),
+    MotifVideoBackend(),
 )
 
 
