@@ -26,6 +26,8 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
+from guidance_kit.errors import UnsupportedPipelineError
+
 Arguments = dict[str, Any]
 
 
@@ -68,10 +70,15 @@ class Backend:
 
     def guidance_weight(self, pipe: Any, denoiser: str) -> float | torch.Tensor:
         """The scale a in the pipeline's u + a * (c - u) for the current call of ``denoiser``
-        (needed by ``correction = "uncond_affine"`` only)."""
-        raise NotImplementedError(
-            f"backend {self.name!r} does not say which guidance scale the pipeline applies"
+        (needed by ``correction = "uncond_affine"`` and by guidance-scale schedules)."""
+        raise UnsupportedPipelineError(
+            f"backend {self.name!r} cannot read the guidance scale {type(pipe).__name__} applies, which "
+            "guidance-scale schedules and its correction need"
         )
+
+    @classmethod
+    def reads_guidance_weight(cls) -> bool:
+        return cls.guidance_weight is not Backend.guidance_weight
 
     def get_condition(self, pipe: Any, args: Arguments) -> torch.Tensor:
         """The image condition inside a denoiser call, as ``[rows, C, F, H, W]``."""

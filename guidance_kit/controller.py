@@ -45,7 +45,7 @@ from guidance_kit.backend import Backend
 from guidance_kit.clock import StepClock
 from guidance_kit.errors import GuidanceKitError, InvalidParameterError, UnsupportedPipelineError
 from guidance_kit.recipe import Recipe
-from guidance_kit.types import Branch, GuidanceMode, Prediction, check_strength
+from guidance_kit.types import C_I, U_I, Branch, GuidanceMode, Prediction, check_strength
 
 EXECUTIONS = ("batched", "sequential")
 
@@ -69,6 +69,7 @@ class StepRecord:
     timestep: float | None = None
     sigma: float | None = None
     noise_level: float | None = None  # normalised to [0, 1] across schedulers (see guidance_kit.clock)
+    guidance: float | None = None  # the recipe's guidance-scale schedule g at this step, if it has one
     passes: int = 0  # denoiser passes, counted per CFG branch (a batched uncond+cond call is 2)
     calls: int = 0  # denoiser module calls
     vae_encodes: int = 0
@@ -323,10 +324,27 @@ def _extra_pass() -> Iterator[None]:
         _local.extra = False
 
 
+class _Plain(GuidanceMode):
+    """The pipeline's own predictions, for steps that only rescale the guidance."""
+
+    name = "plain"
+
+    def predictions(self, cfg: bool) -> tuple[Prediction, ...]:
+        return (U_I, C_I) if cfg else (C_I,)
+
+    def forward(self, preds: Mapping[Prediction, torch.Tensor], cfg: bool) -> dict[Branch, torch.Tensor]:
+        return {"uncond": preds[U_I], "cond": preds[C_I]} if cfg else {"cond": preds[C_I]}
+
+
+_PLAIN = _Plain()
+
+
 @attrs.define
 class _Call:
-    """A filtered denoiser call between its pre-hook and its hook."""
+    """A guided denoiser call between its pre-hook and its hook."""
 
+    mode: GuidanceMode
+    scale: Any  # k in c' = u + k (c - u): what the guidance-scale schedule leaves of the pipeline's w
     branches: tuple[Branch, ...]
     cfg: bool
     per_branch: int
@@ -398,6 +416,11 @@ class _Controller:
         setattr(obj, attr, new)
 
     def attach(self) -> None:
+        if self.recipe.guidance is not None and not self.backend.reads_guidance_weight():
+            raise UnsupportedPipelineError(
+                f"the recipe schedules the guidance scale, and backend {self.backend.name!r} cannot read the scale "
+                f"{type(self.pipe).__name__} applies; drop the recipe's guidance schedule for this pipeline"
+            )
         self._claim()
         try:
             for attr, tap in self.clock.taps().items():
@@ -408,7 +431,7 @@ class _Controller:
             if self.recipe.space == "pixel":
                 method = getattr(self.pipe, self.backend.pixel_method)
                 self._patch(self.pipe, self.backend.pixel_method, self._wrap_pixel(method))
-            _, extras, _ = self._plan(("uncond", "cond"), cfg=True)
+            _, extras, _ = self._plan(self.mode, ("uncond", "cond"), cfg=True)
             for name, module in self.backend.denoisers(self.pipe).items():
                 if extras:  # refuse a cache that cannot serve extra passes before any compute
                     _cache_states(module)
@@ -478,6 +501,7 @@ class _Controller:
         if self._record is None:
             state = self.clock.state()
             s = check_strength(self.recipe.schedule.strength(state))
+            guidance = self.recipe.guidance
             self._record = StepRecord(
                 step=state.step,
                 num_steps=state.num_steps,
@@ -487,6 +511,7 @@ class _Controller:
                 timestep=state.timestep,
                 sigma=state.sigma,
                 noise_level=state.noise_level,
+                guidance=None if guidance is None else check_strength(guidance.strength(state)),
             )
             self.run.calls[-1].steps.append(self._record)
         return self._record
@@ -597,15 +622,15 @@ class _Controller:
         return (order[self._calls_in_step],), record.cfg
 
     def _plan(
-        self, branches: tuple[Branch, ...], cfg: bool
+        self, mode: GuidanceMode, branches: tuple[Branch, ...], cfg: bool
     ) -> tuple[list[Prediction], list[Prediction], dict]:
         """The predictions the pipeline's own call computes (one per branch, in its row order),
         those left to extra passes, and aliases for predictions that need no pass of their own."""
         split_first = self.backend.call_style == "split" and branches == ("cond",)
         if split_first:  # whether an unconditional call follows is known only after this one
-            wanted = {*self.mode.predictions(True), *self.mode.predictions(False)}
+            wanted = {*mode.predictions(True), *mode.predictions(False)}
         else:
-            wanted = set(self.mode.predictions(cfg))
+            wanted = set(mode.predictions(cfg))
         aliases = {}
         for p in wanted:
             # A branch that never sees the image (SVD's zero unconditional latent) is the same
@@ -665,23 +690,32 @@ class _Controller:
             )
         record.calls += 1
         strength = record.strength
-        if self.recipe.filter.is_identity(strength):
+        filtering = not self.recipe.filter.is_identity(strength)
+        # A guidance-scale schedule below 1 reshapes every CFG step's pair, filtered or not.
+        rescaling = record.guidance is not None and record.guidance < 1.0
+        if not filtering and not rescaling:
             record.passes += len(branches)
             self._pending[id(module)] = None
             return None
-        record.filtered = True
+        record.filtered = filtering
         original = self.backend.get_condition(self.pipe, arguments)
-        if record.passes == 0:
+        if filtering and record.passes == 0:
             record.filter = self.recipe.filter.effective(strength, original.shape[-2])
-        primary, extras, aliases = self._plan(branches, cfg)
+        mode = self.mode if filtering else _PLAIN
+        primary, extras, aliases = self._plan(mode, branches, cfg)
         merged = bool(extras) and self._merge_allowed(module)
         call = _Call(
+            mode=mode,
+            scale=self._guidance_share(name, record) if rescaling else 1.0,
             branches=branches,
             cfg=cfg,
             per_branch=rows // len(branches),
             arguments=arguments,
             positional=positional,
-            images={"original": original, "lowpass": self._filtered(original, strength)},
+            images={
+                "original": original,
+                "lowpass": self._filtered(original, strength) if filtering else original,
+            },
             batch=primary + extras if merged else primary,
             extras=[] if merged else extras,
             aliases=aliases,
@@ -719,28 +753,44 @@ class _Controller:
         if self.backend.call_style == "batched":
             return _replace_outputs(output, {key: self._fold(call, preds[k]) for k, key in enumerate(keys)})
         if call.branches == ("cond",):
-            folded = {key: self._forward(preds[k], cfg=False)["cond"] for k, key in enumerate(keys)}
+            folded = {key: self._forward(call, preds[k], cfg=False)["cond"] for k, key in enumerate(keys)}
             self._held = (preds, list(folded.values()))
             return _replace_outputs(output, folded)
-        return _replace_outputs(output, self._correct(name, record, keys, preds))
+        return _replace_outputs(output, self._correct(name, call, record, keys, preds))
 
-    def _forward(self, preds: dict[Prediction, torch.Tensor], cfg: bool) -> dict[Branch, torch.Tensor]:
-        out = self.mode.forward(preds, cfg)
+    def _guidance_share(self, name: str, record: StepRecord) -> Any:
+        """k = (1 + (w - 1) g) / w: the pipeline's u + w (u + k (c - u) - u) is then the
+        guidance-scale schedule's u + (1 + (w - 1) g) (c - u)."""
+        w = self.backend.guidance_weight(self.pipe, name)
+        return (1 + (w - 1) * record.guidance) / w
+
+    def _forward(
+        self, call: _Call, preds: dict[Prediction, torch.Tensor], cfg: bool
+    ) -> dict[Branch, torch.Tensor]:
+        out = call.mode.forward(preds, cfg)
         expected = {"uncond", "cond"} if cfg else {"cond"}
         if not isinstance(out, Mapping) or set(out) != expected:
             raise GuidanceKitError(
-                f"guidance mode {self.mode.name!r}: forward(cfg={cfg}) must return the keys {sorted(expected)}, "
+                f"guidance mode {call.mode.name!r}: forward(cfg={cfg}) must return the keys {sorted(expected)}, "
                 f"got {sorted(out) if isinstance(out, Mapping) else type(out).__name__}"
             )
+        if cfg and not (isinstance(call.scale, float) and call.scale == 1.0):
+            u = out["uncond"]
+            out = {"uncond": u, "cond": u + call.scale * (out["cond"] - u)}
         return out
 
     def _fold(self, call: _Call, preds: dict[Prediction, torch.Tensor]) -> torch.Tensor:
         """A batched call's output rows from the mode's (u, c) pair."""
-        folded = self._forward(preds, call.cfg)
+        folded = self._forward(call, preds, call.cfg)
         return torch.cat([folded[branch] for branch in call.branches])
 
     def _correct(
-        self, name: str, record: StepRecord, keys: list[Any], preds: list[dict[Prediction, torch.Tensor]]
+        self,
+        name: str,
+        call: _Call,
+        record: StepRecord,
+        keys: list[Any],
+        preds: list[dict[Prediction, torch.Tensor]],
     ) -> dict[Any, torch.Tensor]:
         """The unconditional call of a split backend: the pipeline already holds what the
         conditional call returned and combines it with what this call returns."""
@@ -753,7 +803,7 @@ class _Controller:
         self._held = None
         out = {}
         for k, key in enumerate(keys):
-            folded = self._forward({**held_preds[k], **preds[k]}, cfg=True)
+            folded = self._forward(call, {**held_preds[k], **preds[k]}, cfg=True)
             u, c = folded["uncond"], folded["cond"]
             if self.backend.correction == "cond_inplace":
                 held[k].copy_(c)
@@ -765,7 +815,7 @@ class _Controller:
             if a == 1:
                 raise GuidanceKitError(
                     f"backend {self.backend.name!r}: guidance scale 1 leaves no unconditional term to carry "
-                    f"mode {self.mode.name!r}'s correction; use a scale other than 1 or run without CFG"
+                    f"mode {call.mode.name!r}'s correction; use a scale other than 1 or run without CFG"
                 )
             out[key] = u + (c - held[k]) * (a / (1 - a))
         return out

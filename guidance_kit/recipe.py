@@ -72,8 +72,10 @@ def _build(kind: str, name: Any, params: Mapping[str, Any]) -> Any:
         ) from None
 
 
-def _component(kind: str, base: type) -> Any:
+def _component(kind: str, base: type, optional: bool = False) -> Any:
     def convert(value: Any) -> Any:
+        if value is None and optional:
+            return None
         if isinstance(value, Mapping):
             params = dict(value)
             if "name" not in params:
@@ -86,13 +88,13 @@ def _component(kind: str, base: type) -> Any:
         return value
 
     def validate(_: Any, attribute: attrs.Attribute, value: Any) -> None:
-        if not isinstance(value, base):
+        if not isinstance(value, base) and not (value is None and optional):
             raise InvalidParameterError(
                 f"recipe {attribute.name} must be a {base.__name__} or a mapping with a registered name "
                 f"({', '.join(registry.names(kind))}), got {shown(value)}"
             )
 
-    return attrs.field(converter=convert, validator=validate)
+    return attrs.field(converter=convert, validator=validate, **({"default": None} if optional else {}))
 
 
 class _BoundedLoader(yaml.SafeLoader):
@@ -202,21 +204,28 @@ class Recipe:
     ``filter``: a :class:`Filter` (or ``{"name": ..., **params}``); ``schedule``: a
     :class:`Schedule` (or mapping); ``space``: ``"latent"`` filters the VAE latent of the image
     (recommended), ``"pixel"`` filters the preprocessed image and encodes it with the pipeline's
-    own VAE path, once per distinct strength; ``mode``: a registered guidance mode name.
+    own VAE path, once per distinct strength; ``mode``: a registered guidance mode name;
+    ``guidance``: an optional schedule of the guidance scale, g in [0, 1] per step: the pipeline's
+    scale w becomes 1 + (w - 1) * g (g = 0: the conditional prediction alone; g = 1: unchanged),
+    e.g. ``StepSwitch(0, 0.3)`` for CFG only in the first 30% of the steps.
     """
 
     filter: Filter = _component("filter", Filter)
     schedule: Schedule = _component("schedule", Schedule)
     space: str = attrs.field(default="latent", validator=_check_space)
     mode: str = attrs.field(default="alg", validator=_check_mode)
+    guidance: Schedule | None = _component("schedule", Schedule, optional=True)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "filter": {"name": self.filter.name, **self.filter.params()},
             "schedule": {"name": self.schedule.name, **self.schedule.params()},
             "space": self.space,
             "mode": self.mode,
         }
+        if self.guidance is not None:  # absent rather than null: older recipes keep their keys
+            out["guidance"] = {"name": self.guidance.name, **self.guidance.params()}
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Recipe:

@@ -31,6 +31,9 @@ class LTXVideoBackend(Backend):
     def _video(self, pipe: Any, args: Arguments) -> torch.Tensor:
         return self._unpack(pipe, args["hidden_states"], args["num_frames"], args["height"], args["width"])
 
+    def guidance_weight(self, pipe: Any, denoiser: str) -> Any:
+        return pipe._guidance_scale  # constant over the call
+
     def get_condition(self, pipe: Any, args: Arguments) -> torch.Tensor:
         return self._video(pipe, args)[:, :, :1]
 

@@ -27,6 +27,9 @@ class StableVideoDiffusionBackend(Backend):
     def _c(pipe: Any) -> int:
         return pipe.unet.config.in_channels // 2
 
+    def guidance_weight(self, pipe: Any, denoiser: str) -> Any:
+        return pipe._guidance_scale  # constant over the call (per frame in SVD: a tensor)
+
     def get_condition(self, pipe: Any, args: Arguments) -> torch.Tensor:
         return args["sample"][:, :, self._c(pipe) :].transpose(1, 2)
 

@@ -34,6 +34,12 @@ class _WanBase(Backend):
     def _z(pipe: Any) -> int:
         return pipe.vae.config.z_dim
 
+    def guidance_weight(self, pipe: Any, denoiser: str) -> float:
+        # Wan 2.2 A14B's low-noise expert applies guidance_scale_2 (the pipeline fills it in).
+        if denoiser == "transformer_2" and getattr(pipe, "_guidance_scale_2", None) is not None:
+            return pipe._guidance_scale_2
+        return pipe._guidance_scale
+
 
 class _WanChannelConcat(_WanBase):
     def get_condition(self, pipe: Any, args: Arguments) -> torch.Tensor:
