@@ -97,6 +97,16 @@ LEVERS = [
         description="PainterI2V: padding-frame latents pushed 15% away from the first frame's, every step",
     ),
     RecipeEntry(
+        "cfg-early",
+        Recipe(filter=DownUp(0.4), schedule=Constant(0.0), guidance=StepSwitch(0.0, 0.3)),
+        description="no filtering; classifier-free guidance only in the first 30% of the steps, the conditional prediction after",
+    ),
+    RecipeEntry(
+        "alg-cfg-early",
+        Recipe(filter=DownUp(0.4), schedule=StepSwitch(0.0, 0.2), guidance=StepSwitch(0.0, 0.3)),
+        description="ALG in its window, and guidance only in the first 30% of the steps",
+    ),
+    RecipeEntry(
         "alg-noise",
         Recipe(filter=Chain([DownUp(0.4), Noise(std=0.1)]), schedule=StepSwitch(0.0, 0.2), mode="alg"),
         description="ALG's low-pass followed by light noise augmentation, in ALG's window",
