@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from guidance_kit.recipe import Recipe
+from guidance_kit.types import progress
 
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -25,13 +26,24 @@ def _pyplot() -> Any:
 
 
 def plot_schedule(recipe: Recipe, steps: int, path: str | Path, trace: Sequence[Any] | None = None) -> Path:
-    """Strength per denoising step (and, with a trace, the passes each step cost)."""
+    """Strength per denoising step and over the noise level (and, with a trace, what ran: each
+    step's strength, noise level and passes; without one, an unshifted flow schedule's levels)."""
     plt = _pyplot()
-    strengths = _strengths(recipe, steps)
-    fig, ax = plt.subplots(figsize=(6, 3))
-    ax.step(range(steps), strengths, where="mid", label="strength")
+    if trace:
+        strengths = [r.strength for r in trace]
+        levels = [r.noise_level for r in trace]
+        guidance = [r.guidance for r in trace] if recipe.guidance is not None else None
+    else:
+        strengths = _strengths(recipe, steps)
+        levels = [1.0 - progress(i, steps) for i in range(steps)]
+        guidance = [recipe.guidance(i, steps) for i in range(steps)] if recipe.guidance is not None else None
+    fig, (ax, by_level) = plt.subplots(1, 2, figsize=(10, 3))
+    ax.step(range(len(strengths)), strengths, where="mid", label="filter strength")
+    if guidance is not None:
+        ax.step(range(len(guidance)), guidance, where="mid", linestyle="--", label="guidance g")
+        ax.legend(fontsize=7, loc="upper right")
     ax.set_xlabel("denoising step")
-    ax.set_ylabel("filter strength")
+    ax.set_ylabel("strength")
     ax.set_ylim(-0.05, 1.05)
     if trace:
         twin = ax.twinx()
@@ -40,6 +52,15 @@ def plot_schedule(recipe: Recipe, steps: int, path: str | Path, trace: Sequence[
     ax.set_title(
         f"{recipe.schedule.name} {recipe.schedule.params()}  ({recipe.mode}, {recipe.space})", fontsize=8
     )
+    if all(level is not None for level in levels):
+        by_level.plot(levels, strengths, marker="o", markersize=3)
+        by_level.invert_xaxis()  # denoising runs from pure noise (1) towards 0
+        source = "the run's scheduler" if trace else "an unshifted flow schedule, 1 - p"
+        by_level.set_xlabel(f"noise level ({source})")
+        by_level.set_ylim(-0.05, 1.05)
+    else:
+        by_level.axis("off")
+        by_level.text(0.5, 0.5, "the scheduler gives no noise level", ha="center", va="center")
     return _save(fig, path)
 
 
