@@ -134,6 +134,7 @@ def test_every_shipped_sweep_is_valid():
         "naive-blur",
         "all-terms",
         "prompt-rewriting",
+        "motion-levers",
     }
     for path in shipped.values():
         sweep = ablation.Sweep.load(path)

@@ -193,7 +193,7 @@ def test_low_precision_inputs_keep_shape_and_dtype(filt, dtype):
         (lambda: Butterworth(0.1, 0), r"order must be an int in \[1, 64\], got 0"),
         (
             lambda: gk.get_filter("sharpen"),
-            r"unknown filter 'sharpen'; registered filters: butterworth, downup, gaussian",
+            r"unknown filter 'sharpen'; registered filters: butterworth, (.*, )?downup, gaussian",
         ),
         (
             lambda: gk.get_filter("downup", factr=0.4),
