@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from guidance_kit import registry
-from guidance_kit.errors import GuidanceKitError, brief, shown
+from guidance_kit.errors import GuidanceKitError, InvalidParameterError, brief, shown
 from guidance_kit.recipe import Recipe
 from guidance_kit.validators import check_number
 
@@ -61,13 +62,32 @@ def _recipe(value: str) -> Recipe | str | None:
     return value
 
 
+def _replay(args: argparse.Namespace) -> Recipe | None:
+    """Fill ``args`` from a video's ``video.json`` and return its resolved recipe (None: plain)."""
+    from guidance_kit.recipe import read_mapping
+
+    settings = read_mapping(args.replay, "video settings").get("settings")
+    if not isinstance(settings, dict):
+        raise InvalidParameterError(
+            f"{args.replay} holds no 'settings' table; is it a video.json from generate?"
+        )
+    for name in ("model", "image", "prompt", "steps", "seed", "execution", "fps"):
+        setattr(args, name, settings.get(name, getattr(args, name)))
+    call = settings.get("call") or {}
+    args.guidance_scale, args.num_frames = call.get("guidance_scale"), call.get("num_frames")
+    args.expected_image = settings.get("image_sha256")
+    return None if settings.get("recipe") is None else Recipe.from_dict(settings["recipe"])
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from guidance_kit.files import check_image_source, generated_image, open_image, prepare_out, write_video
     from guidance_kit.generate import DEFAULT_MODEL, TESTBED, generate, load, load_image
 
+    replayed = _replay(args) if args.replay else None
     model = args.model or DEFAULT_MODEL
-    recipe = _recipe(args.recipe)
+    recipe = replayed if args.replay else _recipe(args.recipe)
     out = prepare_out(args.out)  # before the model loads: a bad --out fails in a second
+    image_source = args.image  # as given, for video.json
     if args.image is not None:
         source = check_image_source("--image", args.image)
         args.image = source if generated_image(source) else open_image(source)
@@ -78,6 +98,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
             "(no weights are downloaded; the video is noise-like, the code path is the real one)."
         )
     image = load_image(args.image, size=loaded.kwargs.get("height", 512) if loaded.tiny else 512)
+    expected = getattr(args, "expected_image", None)
+    if expected is not None and hashlib.sha256(image.tobytes()).hexdigest() != expected:
+        raise InvalidParameterError(
+            f"the conditioning image {args.image!r} is not the one {args.replay} was made from (its pixels changed)"
+        )
     call: dict[str, Any] = {}
     if args.guidance_scale is not None:
         call["guidance_scale"] = args.guidance_scale
@@ -95,6 +120,29 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     video_path = write_video(video, out / "video.mp4", fps=args.fps)
     print(f"video: {video_path} ({video.shape[0]} frames, {video.shape[2]}x{video.shape[1]})")
+    settings = {
+        "model": model,
+        "image": image_source,
+        "image_sha256": hashlib.sha256(image.tobytes()).hexdigest(),
+        "prompt": args.prompt,
+        "steps": args.steps,
+        "seed": args.seed,
+        "execution": args.execution,
+        "call": call,
+        "fps": args.fps,
+        "recipe": None if run is None else run.recipe.to_dict(),
+    }
+    from guidance_kit import __version__
+
+    sidecar = {
+        "guidance_kit": __version__,
+        "settings": settings,
+        "trace": None if run is None else run.to_dict(),
+    }
+    (out / "video.json").write_text(json.dumps(sidecar, indent=2))
+    print(
+        f"settings: {out / 'video.json'} (guidance-kit generate --from {out / 'video.json'} makes it again)"
+    )
     if run is not None:
         (out / "trace.json").write_text(run.to_json(indent=2))
         from guidance_kit.plotting import plot_schedule
@@ -204,6 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--fps", type=FPS, default=8)
     gen.add_argument("--execution", choices=["batched", "sequential"], default="batched")
     gen.add_argument("--out", default="outputs/generate")
+    gen.add_argument(
+        "--from",
+        dest="replay",
+        metavar="VIDEO_JSON",
+        help="make a video again from the video.json written next to it (model, image, prompt, seed, recipe, ...)",
+    )
     gen.set_defaults(func=cmd_generate)
 
     abl = sub.add_parser("ablate", help="run an ablation sweep (a file or a built-in sweep name)")
