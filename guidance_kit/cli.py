@@ -63,10 +63,16 @@ def _recipe(value: str) -> Recipe | str | None:
 
 
 def _replay(args: argparse.Namespace) -> Recipe | None:
-    """Fill ``args`` from a video's ``video.json`` and return its resolved recipe (None: plain)."""
-    from guidance_kit.recipe import read_mapping
+    """Fill ``args`` from a video's ``video.json`` (or the settings in an mp4's metadata) and
+    return its resolved recipe (None: plain)."""
+    from guidance_kit.files import read_video_tag
+    from guidance_kit.recipe import parse_mapping, read_mapping
 
-    settings = read_mapping(args.replay, "video settings").get("settings")
+    if Path(args.replay).suffix.lower() == ".mp4":  # JSON is YAML
+        stored = parse_mapping(read_video_tag(args.replay), "yaml", f"the metadata of {args.replay}")
+    else:
+        stored = read_mapping(args.replay, "video settings")
+    settings = stored.get("settings")
     if not isinstance(settings, dict):
         raise InvalidParameterError(
             f"{args.replay} holds no 'settings' table; is it a video.json from generate?"
@@ -80,7 +86,14 @@ def _replay(args: argparse.Namespace) -> Recipe | None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from guidance_kit.files import check_image_source, generated_image, open_image, prepare_out, write_video
+    from guidance_kit.files import (
+        check_image_source,
+        generated_image,
+        open_image,
+        prepare_out,
+        tag_video,
+        write_video,
+    )
     from guidance_kit.generate import DEFAULT_MODEL, TESTBED, generate, load, load_image
 
     replayed = _replay(args) if args.replay else None
@@ -140,9 +153,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         "trace": None if run is None else run.to_dict(),
     }
     (out / "video.json").write_text(json.dumps(sidecar, indent=2))
-    print(
-        f"settings: {out / 'video.json'} (guidance-kit generate --from {out / 'video.json'} makes it again)"
+    tag_video(
+        video_path, json.dumps({"guidance_kit": __version__, "settings": settings}, separators=(",", ":"))
     )
+    print(f"settings: {out / 'video.json'} and the video's metadata (generate --from either makes it again)")
     if run is not None:
         (out / "trace.json").write_text(run.to_json(indent=2))
         from guidance_kit.plotting import plot_schedule

@@ -104,3 +104,57 @@ def write_video(frames: Any, path: str | Path, fps: Any) -> Path:
     if not path.is_file() or path.stat().st_size == 0:
         raise OutputError(f"writing video {path} produced no file")
     return path
+
+
+def tag_video(path: str | Path, comment: str) -> None:
+    """Store ``comment`` in the mp4's metadata (its ``comment`` tag), remuxing without re-encoding."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    path = Path(path)
+    tagged = path.with_name(f".{path.stem}.tagged{path.suffix}")
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-v",
+        "error",
+        "-y",
+        "-i",
+        str(path),
+        "-map",
+        "0",
+        "-c",
+        "copy",
+    ]
+    command += ["-metadata", f"comment={comment}", str(tagged)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0 or not tagged.is_file():
+        tagged.unlink(missing_ok=True)
+        raise OutputError(
+            f"cannot write metadata into {path}: {brief(done.stderr.strip() or 'ffmpeg failed')}"
+        )
+    os.replace(tagged, path)
+
+
+def read_video_tag(path: str | Path) -> str:
+    """The ``comment`` tag of an mp4 written by :func:`tag_video`."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    path = Path(path)
+    _existing_file(path)
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "ffmetadata", "-"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    for line in done.stdout.splitlines():
+        if line.startswith("comment="):
+            # ffmetadata escapes '=', ';', '#', '\' and newlines with a backslash.
+            value, escaped = [], False
+            for char in line[len("comment=") :]:
+                if escaped or char != "\\":
+                    value.append(char)
+                    escaped = False
+                else:
+                    escaped = True
+            return "".join(value)
+    raise InputFileError(f"{path} carries no guidance_kit settings in its metadata")

@@ -19,8 +19,12 @@ def test_a_video_is_made_again_from_its_settings(tmp_path, capsys):
     assert cli.main(["generate", "--from", str(first / "video.json"), "--out", str(second)]) == 0
     assert (first / "video.mp4").read_bytes() == (second / "video.mp4").read_bytes()
     assert json.loads((second / "video.json").read_text()) == json.loads((first / "video.json").read_text())
+    # The mp4 carries the same settings in its metadata.
+    third = tmp_path / "third"
+    assert cli.main(["generate", "--from", str(first / "video.mp4"), "--out", str(third)]) == 0
+    assert (third / "video.mp4").read_bytes() == (first / "video.mp4").read_bytes()
     # A changed image is refused, not silently used.
     Image.new("RGB", (32, 32), (0, 0, 0)).save(image)
     capsys.readouterr()
-    assert cli.main(["generate", "--from", str(first / "video.json"), "--out", str(tmp_path / "third")]) == 2
+    assert cli.main(["generate", "--from", str(first / "video.json"), "--out", str(tmp_path / "fourth")]) == 2
     assert "is not the one" in capsys.readouterr().err
