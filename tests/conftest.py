@@ -7,6 +7,9 @@ from guidance_kit.tiny import tiny_image, tiny_pipeline
 
 warnings.filterwarnings("ignore", message=".*should be kept in float32.*")
 warnings.filterwarnings("ignore", message=".*requires torchvision.*")
+# The tiny pipelines are far too small for intra-op threads to pay: one thread is faster and keeps
+# the suite's time steady when the machine is shared (some float64 kernels stall on contention).
+torch.set_num_threads(1)
 
 _cache: dict = {}
 
