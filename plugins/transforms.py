@@ -34,8 +34,9 @@ class Noise(Filter):
     noise knob of ComfyUI's Wan wrappers): x + s * std * n, n ~ N(0, 1) from ``seed``."""
 
     name: ClassVar[str] = "noise"
+    # Bounded: latents are of unit scale; a larger std only drowns the condition (or overflows).
     std: float = number(
-        "Noise std", default=0.1, lo=0.0, lo_open=True, what="standard deviation at strength 1"
+        "Noise std", default=0.1, lo=0.0, lo_open=True, hi=100.0, what="standard deviation at strength 1"
     )
     seed: int = number("Noise seed", default=0, lo=0, hi=2**63 - 1, integer=True)
 
@@ -51,7 +52,9 @@ class Scale(Filter):
     mean over H and W (per frame and channel), which keeps the image's average colour."""
 
     name: ClassVar[str] = "scale"
-    factor: float = number("Scale factor", default=0.5, lo=0.0, what="the condition's scale at strength 1")
+    factor: float = number(
+        "Scale factor", default=0.5, lo=0.0, hi=10.0, what="the condition's scale at strength 1"
+    )
     toward: str = choice("Scale toward", ("zero", "mean"), default="zero")
 
     def factor_at(self, strength: float) -> float:
