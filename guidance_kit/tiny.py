@@ -37,6 +37,22 @@ def _embeds(seed: int, *shape: int) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
+def _call(guidance_scale: float, *, masks: bool = False, **extra: Any) -> dict[str, Any]:
+    """Call arguments the tiny families share: fixed prompt embeddings instead of a text encoder
+    (and their attention masks where the pipeline takes them), 32x32 pixels, 9 frames."""
+    call: dict[str, Any] = {
+        "prompt_embeds": _embeds(1, 1, 16, 32),
+        "negative_prompt_embeds": _embeds(2, 1, 16, 32),
+        "height": 32,
+        "width": 32,
+        "num_frames": 9,
+        "guidance_scale": guidance_scale,
+    }
+    if masks:
+        call.update(prompt_attention_mask=torch.ones(1, 16), negative_prompt_attention_mask=torch.ones(1, 16))
+    return {**call, **extra}
+
+
 def _tiny_clip_vision(
     hidden_size: int, projection_dim: int, intermediate_size: int, image_size: int = 32, patch_size: int = 1
 ) -> tuple[Any, Any]:
@@ -88,17 +104,6 @@ def _wan_vae() -> Any:
     )
 
 
-def _wan_kwargs() -> dict[str, Any]:
-    return {
-        "prompt_embeds": _embeds(1, 1, 16, 32),
-        "negative_prompt_embeds": _embeds(2, 1, 16, 32),
-        "height": 32,
-        "width": 32,
-        "num_frames": 9,
-        "guidance_scale": 5.0,
-    }
-
-
 def _wan(kind: str) -> tuple[Any, dict[str, Any]]:
     from diffusers import FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline, WanTransformer3DModel
 
@@ -129,7 +134,7 @@ def _wan(kind: str) -> tuple[Any, dict[str, Any]]:
         image_encoder=image_encoder,
         image_processor=image_processor,
     )
-    kwargs = _wan_kwargs()
+    kwargs = _call(5.0)
     if kind == "wan2.2-a14b":
         kwargs["guidance_scale_2"] = 3.0
     return pipe, kwargs
@@ -156,7 +161,7 @@ def _skyreels() -> tuple[Any, dict[str, Any]]:
             prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0
         ),
     )
-    return pipe, _wan_kwargs()
+    return pipe, _call(5.0)
 
 
 def _chronoedit() -> tuple[Any, dict[str, Any]]:
@@ -178,7 +183,7 @@ def _chronoedit() -> tuple[Any, dict[str, Any]]:
         ),
     )
     # Without temporal reasoning the pipeline makes 5 frames (the input and the edit).
-    return pipe, {**_wan_kwargs(), "num_frames": 5}
+    return pipe, _call(5.0, num_frames=5)
 
 
 def _cogvideox() -> tuple[Any, dict[str, Any]]:
@@ -227,15 +232,7 @@ def _cogvideox() -> tuple[Any, dict[str, Any]]:
         transformer=transformer,
         scheduler=CogVideoXDDIMScheduler(),
     )
-    kwargs = {
-        "prompt_embeds": _embeds(1, 1, 16, 32),
-        "negative_prompt_embeds": _embeds(2, 1, 16, 32),
-        "height": 32,
-        "width": 32,
-        "num_frames": 9,
-        "guidance_scale": 6.0,
-        "max_sequence_length": 16,
-    }
+    kwargs = _call(6.0, max_sequence_length=16)
     return pipe, kwargs
 
 
@@ -288,16 +285,7 @@ def _ltx() -> tuple[Any, dict[str, Any]]:
         transformer=transformer,
         scheduler=FlowMatchEulerDiscreteScheduler(),
     )
-    kwargs = {
-        "prompt_embeds": _embeds(1, 1, 16, 32),
-        "prompt_attention_mask": torch.ones(1, 16),
-        "negative_prompt_embeds": _embeds(2, 1, 16, 32),
-        "negative_prompt_attention_mask": torch.ones(1, 16),
-        "height": 32,
-        "width": 32,
-        "num_frames": 9,
-        "guidance_scale": 3.0,
-    }
+    kwargs = _call(3.0, masks=True)
     return pipe, kwargs
 
 
@@ -511,14 +499,7 @@ def _cosmos2() -> tuple[Any, dict[str, Any]]:
         scheduler=FlowMatchEulerDiscreteScheduler(use_karras_sigmas=True),
         safety_checker=NoSafetyChecker(),
     )
-    kwargs = {
-        "prompt_embeds": _embeds(1, 1, 16, 32),
-        "negative_prompt_embeds": _embeds(2, 1, 16, 32),
-        "height": 32,
-        "width": 32,
-        "num_frames": 9,
-        "guidance_scale": 7.0,
-    }
+    kwargs = _call(7.0)
     return pipe, kwargs
 
 
