@@ -140,17 +140,15 @@ def _wan(kind: str) -> tuple[Any, dict[str, Any]]:
     return pipe, kwargs
 
 
-def _skyreels() -> tuple[Any, dict[str, Any]]:
-    from diffusers import (
-        SkyReelsV2ImageToVideoPipeline,
-        SkyReelsV2Transformer3DModel,
-        UniPCMultistepScheduler,
-    )
+def _wan_clip_layout(pipeline_cls: Any, transformer_cls: Any) -> Any:
+    """A pipeline of the Wan 2.1 I2V layout with a CLIP image embedding (SkyReels-V2, ChronoEdit),
+    with the UniPC flow scheduler they are released with."""
+    from diffusers import UniPCMultistepScheduler
 
     torch.manual_seed(0)
-    transformer = SkyReelsV2Transformer3DModel(**_WAN_TRANSFORMER, image_dim=4)
+    transformer = transformer_cls(**_WAN_TRANSFORMER, image_dim=4)
     image_encoder, image_processor = _tiny_clip_vision(hidden_size=4, projection_dim=4, intermediate_size=16)
-    pipe = SkyReelsV2ImageToVideoPipeline(
+    return pipeline_cls(
         tokenizer=None,
         text_encoder=None,
         image_encoder=image_encoder,
@@ -161,27 +159,19 @@ def _skyreels() -> tuple[Any, dict[str, Any]]:
             prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0
         ),
     )
-    return pipe, _call(5.0)
+
+
+def _skyreels() -> tuple[Any, dict[str, Any]]:
+    from diffusers import SkyReelsV2ImageToVideoPipeline, SkyReelsV2Transformer3DModel
+
+    return _wan_clip_layout(SkyReelsV2ImageToVideoPipeline, SkyReelsV2Transformer3DModel), _call(5.0)
 
 
 def _chronoedit() -> tuple[Any, dict[str, Any]]:
-    from diffusers import ChronoEditPipeline, ChronoEditTransformer3DModel, UniPCMultistepScheduler
+    from diffusers import ChronoEditPipeline, ChronoEditTransformer3DModel
 
-    torch.manual_seed(0)
-    transformer = ChronoEditTransformer3DModel(**_WAN_TRANSFORMER, image_dim=4)
-    image_encoder, image_processor = _tiny_clip_vision(hidden_size=4, projection_dim=4, intermediate_size=16)
-    pipe = ChronoEditPipeline(
-        tokenizer=None,
-        text_encoder=None,
-        image_encoder=image_encoder,
-        image_processor=image_processor,
-        transformer=transformer,
-        vae=_wan_vae(),
-        # The released scheduler: temporal reasoning trims its multistep history.
-        scheduler=UniPCMultistepScheduler(
-            prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0
-        ),
-    )
+    # The released UniPC scheduler matters here: temporal reasoning trims its multistep history.
+    pipe = _wan_clip_layout(ChronoEditPipeline, ChronoEditTransformer3DModel)
     # Without temporal reasoning the pipeline makes 5 frames (the input and the edit).
     return pipe, _call(5.0, num_frames=5)
 
