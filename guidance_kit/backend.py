@@ -45,6 +45,14 @@ class Backend:
     correction: ClassVar[Literal["cond_inplace", "uncond_affine"]] = "cond_inplace"
     #: ``scheduler.step`` calls per denoising step (pipelines that step twice per step say 2).
     step_calls_per_step: ClassVar[int] = 1
+    #: What ends a denoising step: ``step_calls_per_step`` calls of ``pipe.scheduler.step``
+    #: (``"scheduler"``), or the step's denoiser calls, one per CFG branch (``"denoiser"``: pipelines
+    #: that never step ``pipe.scheduler`` itself, such as diffusion forcing's per-frame copies; the
+    #: loop's length is then :meth:`loop_length`).
+    step_clock: ClassVar[Literal["scheduler", "denoiser"]] = "scheduler"
+    #: False where the denoiser takes no more rows than the pipeline gives it (SkyReels-V2 DF's fps
+    #: embedding broadcasts over one row only): extra passes then always run as calls of their own.
+    merge_passes: ClassVar[bool] = True
     #: Argument names whose first axis is the batch (rows); they are sliced and concatenated
     #: when the controller builds extra passes.
     batched_args: ClassVar[tuple[str, ...]] = ()
@@ -67,6 +75,11 @@ class Backend:
     def cfg_active(self, pipe: Any) -> bool:
         """Whether the current pipeline call runs classifier-free guidance."""
         return bool(getattr(pipe, "do_classifier_free_guidance", False))
+
+    def loop_length(self, pipe: Any, scheduled: int) -> int:
+        """The number of denoising steps of the loop that ``set_timesteps`` began with ``scheduled``
+        timesteps, read at the loop's first denoiser call (diffusion forcing: its iterations)."""
+        return scheduled
 
     def guidance_weight(self, pipe: Any, denoiser: str) -> float | torch.Tensor:
         """The scale a in the pipeline's u + a * (c - u) for the current call of ``denoiser``

@@ -95,9 +95,21 @@ class StepClock:
     """Counts the steps of the loop the tracked scheduler runs. All loop state lives here and is
     reset in one place, :meth:`begin`."""
 
-    def __init__(self, scheduler: Any, step_calls_per_step: int = 1):
+    def __init__(
+        self,
+        scheduler: Any,
+        step_calls_per_step: int = 1,
+        driver: str = "scheduler",
+        loop_length: Callable[[int], int] | None = None,
+    ):
         self.scheduler = scheduler
         self.step_calls_per_step = step_calls_per_step
+        # "scheduler": a step ends after step_calls_per_step calls of scheduler.step. "denoiser":
+        # the owner calls advance() itself (pipelines that never step this scheduler, such as
+        # diffusion forcing's per-frame copies), and loop_length(N) gives the loop's step count
+        # at its first step (N: the timesteps set_timesteps made).
+        self.driver = driver
+        self.loop_length = loop_length or (lambda n: n)
         self.on_begin: Callable[[int], None] = lambda n: None
         self.on_step_end: Callable[[], None] = lambda: None
         self.reset()
@@ -108,6 +120,7 @@ class StepClock:
         self.owner: int | None = None
         self._levels: list[tuple[float | None, float | None, float | None]] = []
         self._step_calls = 0
+        self._sized = False
 
     @property
     def active(self) -> bool:
@@ -127,6 +140,7 @@ class StepClock:
         self.step, self.num_steps = 0, len(self._levels)
         self.owner = threading.get_ident()
         self._step_calls = 0
+        self._sized = False
         self.on_begin(self.num_steps)
 
     def advance(self) -> None:
@@ -144,7 +158,11 @@ class StepClock:
     def state(self) -> StepState:
         i = self.step
         assert i is not None
-        timestep, sigma, level = self._levels[i]
+        if not self._sized:
+            self.num_steps, self._sized = self.loop_length(self.num_steps), True
+        # A loop longer than the scheduler's timesteps (diffusion forcing's staggered frames, whose
+        # leading frame is clean by then) is at the schedule's end past them.
+        timestep, sigma, level = self._levels[i] if i < len(self._levels) else (0.0, 0.0, 0.0)
         return StepState(i, self.num_steps, progress(i, self.num_steps), timestep, sigma, level)
 
     def taps(self) -> dict[str, SchedulerTap]:
@@ -154,5 +172,10 @@ class StepClock:
             "set_timesteps": SchedulerTap(
                 s, s.set_timesteps, lambda: self.check_thread("set_timesteps"), self.begin
             ),
-            "step": SchedulerTap(s, s.step, lambda: self.check_thread("scheduler.step"), self.advance),
+            "step": SchedulerTap(
+                s,
+                s.step,
+                lambda: self.check_thread("scheduler.step"),
+                self.advance if self.driver == "scheduler" else lambda: None,
+            ),
         }

@@ -364,7 +364,12 @@ class _Controller:
     def __init__(self, run: Run):
         self.run = run
         self.pipe, self.backend, self.recipe, self.mode = run.pipe, run.backend, run.recipe, run.mode
-        self.clock = StepClock(self.pipe.scheduler, self.backend.step_calls_per_step)
+        self.clock = StepClock(
+            self.pipe.scheduler,
+            self.backend.step_calls_per_step,
+            driver=self.backend.step_clock,
+            loop_length=lambda n: self.backend.loop_length(self.pipe, n),
+        )
         self.clock.on_begin = self._begin
         self.clock.on_step_end = self._end_step
         self._patches: list[tuple[Any, str, bool, Any]] = []
@@ -478,9 +483,18 @@ class _Controller:
         # The hooks run eagerly under torch.compile: dynamo would otherwise guard on the
         # controller's per-step state and recompile every step.
         before = torch.compiler.disable(functools.partial(self._before_call, name, params))
-        after = torch.compiler.disable(functools.partial(self._after_call, name))
+        after = torch.compiler.disable(functools.partial(self._after_hook, name))
         self._handles.append(module.register_forward_pre_hook(before, with_kwargs=True, prepend=True))
         self._handles.append(module.register_forward_hook(after, with_kwargs=True))
+
+    def _after_hook(self, name: str, module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+        result = self._after_call(name, module, args, kwargs, output)
+        # A denoiser-driven clock: the step ends with its last CFG branch's call.
+        if self.clock.driver == "denoiser" and not getattr(_local, "extra", False) and self.clock.active:
+            branches = len(self.backend.split_order) if self.backend.call_style == "split" else 1
+            if self._calls_in_step >= (branches if self.backend.cfg_active(self.pipe) else 1):
+                self.clock.advance()
+        return result
 
     # Steps -------------------------------------------------------------------------------------
 
@@ -663,7 +677,7 @@ class _Controller:
     def _merge_allowed(self, module: torch.nn.Module) -> bool:
         # A stateful cache keeps its rows per context: the extra passes get contexts of their own.
         stateful = _cache_states(module)
-        return self.run.execution == "batched" and not stateful
+        return self.run.execution == "batched" and self.backend.merge_passes and not stateful
 
     # Denoiser hooks ----------------------------------------------------------------------------
 
