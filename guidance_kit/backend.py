@@ -13,6 +13,8 @@ answers pipeline-specific questions:
   that prediction before the unconditional call, through the unconditional prediction
   (``"uncond_affine"``, which needs the scale the pipeline applies: :meth:`guidance_weight`);
 * how many ``scheduler.step`` calls make one denoising step;
+* which denoiser calls are extra conditional passes beyond the CFG pair (LTX-2's
+  spatio-temporal guidance and modality-isolation calls): :meth:`extra_pass`;
 * how to read and replace the VAE-latent image condition inside the call's arguments, in a
   canonical ``[rows, C, F, H, W]`` layout;
 * for pixel space, which pipeline method encodes the preprocessed image and how to read the
@@ -92,6 +94,17 @@ class Backend:
     @classmethod
     def reads_guidance_weight(cls) -> bool:
         return cls.guidance_weight is not Backend.guidance_weight
+
+    def extra_pass(self, pipe: Any, args: Arguments) -> str | None:
+        """A name for a denoiser call that is an extra conditional pass of the step (after its CFG
+        call or calls, on the conditional rows only, combined by the pipeline as c - extra), else
+        None. Such a pass gets the image the mode's conditional prediction saw and the same shift
+        the mode applied to that prediction, so every c - extra term is the one of that image."""
+        return None
+
+    @classmethod
+    def has_extra_passes(cls) -> bool:
+        return cls.extra_pass is not Backend.extra_pass
 
     def get_condition(self, pipe: Any, args: Arguments) -> torch.Tensor:
         """The image condition inside a denoiser call, as ``[rows, C, F, H, W]``."""

@@ -360,6 +360,25 @@ class _Call:
         return slice(k * self.per_branch, (k + 1) * self.per_branch)
 
 
+@attrs.frozen
+class _Shift:
+    """An extra conditional pass (``Backend.extra_pass``) between its pre-hook and its hook: the
+    shift the step's conditional prediction got, by output key, added to the pass's outputs."""
+
+    label: str
+    by_output: dict[Any, torch.Tensor]
+
+    def apply(self, output: Any, backend: str) -> Any:
+        rows = next(iter(self.by_output.values())).shape[0]
+        keys = _batch_outputs(output, rows)
+        if set(keys) != set(self.by_output):
+            raise GuidanceKitError(
+                f"backend {backend!r}: the extra conditional pass {self.label!r} returned batch outputs "
+                f"{keys} of {rows} rows, the step's guidance call {sorted(self.by_output, key=str)}"
+            )
+        return _replace_outputs(output, {k: output[k] + s for k, s in self.by_output.items()})
+
+
 class _Controller:
     def __init__(self, run: Run):
         self.run = run
@@ -378,6 +397,7 @@ class _Controller:
         self._latent_cache: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
         self._pixel_source: tuple[Callable[..., Any], dict[str, Any], list[torch.Tensor]] | None = None
         self._pixel_cache: dict[float, torch.Tensor] = {}
+        self._extra_passes = self.backend.has_extra_passes()
         self._reset_step()
         self._cfg: bool | None = None
 
@@ -385,9 +405,12 @@ class _Controller:
         """Per-step state, reset in one place."""
         self._record: StepRecord | None = None
         self._calls_in_step = 0
-        self._pending: dict[int, _Call | None] = {}
+        self._pending: dict[int, _Call | _Shift | None] = {}
         # Split backends: the conditional call's predictions and the tensors the pipeline holds.
         self._held: tuple[list[dict[Prediction, torch.Tensor]], list[torch.Tensor]] | None = None
+        # Backends with extra conditional passes: the image of the conditional prediction the
+        # pipeline holds and its shift from that image's prediction, by output key.
+        self._extra_basis: tuple[str, dict[Any, torch.Tensor]] | None = None
 
     # Attaching ---------------------------------------------------------------------------------
 
@@ -695,6 +718,10 @@ class _Controller:
         arguments = {**dict(zip(positional, args)), **kwargs}
         record = self._current_record()
         record.denoiser = name
+        if self._extra_passes:
+            label = self.backend.extra_pass(self.pipe, arguments)
+            if label is not None:
+                return self._before_extra_pass(label, module, record, arguments, positional, kwargs)
         branches, cfg = self._branches(record)
         self._calls_in_step += 1
         rows = _rows(arguments, self.backend.batched_args)
@@ -740,12 +767,68 @@ class _Controller:
             return None  # the pipeline's own call, unchanged
         return self._rebuild(call, call.batch, kwargs.keys())
 
+    def _before_extra_pass(
+        self,
+        label: str,
+        module: torch.nn.Module,
+        record: StepRecord,
+        arguments: dict[str, Any],
+        positional: list[str],
+        kwargs: dict,
+    ) -> tuple[tuple, dict] | None:
+        """An extra conditional pass gets the image of the conditional prediction the pipeline
+        holds, and (in the hook) that prediction's shift: the pipeline's c - extra terms are then
+        those of that image (ALG: C(LP I) - E(LP I), and c = C(LP I) + U(I) - U(LP I))."""
+        record.calls += 1
+        record.passes += 1
+        basis = self._extra_basis
+        if basis is None:
+            if record.filtered or (record.guidance is not None and record.guidance < 1.0):
+                raise GuidanceKitError(
+                    f"backend {self.backend.name!r}: the extra conditional pass {label!r} in step {record.step} "
+                    "came before the step's guidance call"
+                )
+            self._pending[id(module)] = None
+            return None
+        image, shifts = basis
+        self._pending[id(module)] = _Shift(label, shifts)
+        if image == "original":
+            return None
+        original = self.backend.get_condition(self.pipe, arguments)
+        arguments = self.backend.set_condition(
+            self.pipe, arguments, self._filtered(original, record.strength)
+        )
+        return tuple(arguments[p] for p in positional), {k: arguments[k] for k in kwargs}
+
+    def _remember_basis(
+        self,
+        call: _Call,
+        cfg: bool,
+        keys: list[Any],
+        preds: list[dict[Prediction, torch.Tensor]],
+        held: list[torch.Tensor],
+    ) -> None:
+        """Record what the step's extra conditional passes need (see ``_before_extra_pass``):
+        ``held`` is the conditional prediction the pipeline holds, by output."""
+        if not self._extra_passes:
+            return
+        conds = [p for p in call.mode.predictions(cfg) if p.branch == "cond"]
+        if len(conds) != 1:
+            raise GuidanceKitError(
+                f"guidance mode {call.mode.name!r} has {len(conds)} conditional predictions; backend "
+                f"{self.backend.name!r} runs extra conditional passes, which need exactly one"
+            )
+        p = conds[0]
+        self._extra_basis = (p.image, {key: held[k] - preds[k][p] for k, key in enumerate(keys)})
+
     def _after_call(self, name: str, module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
         if getattr(_local, "extra", False):
             return None
         call = self._pending.pop(id(module), None)
         if call is None:
             return None
+        if isinstance(call, _Shift):
+            return call.apply(output, self.backend.name)
         record = self._current_record()
         b = call.per_branch
         keys = _batch_outputs(output, b * len(call.batch))
@@ -765,11 +848,14 @@ class _Controller:
                 if computed in by_prediction:
                     by_prediction[requested] = by_prediction[computed]
         if self.backend.call_style == "batched":
-            return _replace_outputs(output, {key: self._fold(call, preds[k]) for k, key in enumerate(keys)})
+            folded = [self._fold(call, by_prediction) for by_prediction in preds]
+            self._remember_basis(call, call.cfg, keys, preds, [f[call.rows_of("cond")] for f in folded])
+            return _replace_outputs(output, dict(zip(keys, folded)))
         if call.branches == ("cond",):
-            folded = {key: self._forward(call, preds[k], cfg=False)["cond"] for k, key in enumerate(keys)}
-            self._held = (preds, list(folded.values()))
-            return _replace_outputs(output, folded)
+            conds = [self._forward(call, by_prediction, cfg=False)["cond"] for by_prediction in preds]
+            self._held = (preds, conds)
+            self._remember_basis(call, False, keys, preds, conds)
+            return _replace_outputs(output, dict(zip(keys, conds)))
         return _replace_outputs(output, self._correct(name, call, record, keys, preds))
 
     def _guidance_share(self, name: str, record: StepRecord) -> Any:
@@ -816,8 +902,9 @@ class _Controller:
         held_preds, held = self._held
         self._held = None
         out = {}
+        merged = [{**held_preds[k], **preds[k]} for k in range(len(keys))]
         for k, key in enumerate(keys):
-            folded = self._forward(call, {**held_preds[k], **preds[k]}, cfg=True)
+            folded = self._forward(call, merged[k], cfg=True)
             u, c = folded["uncond"], folded["cond"]
             if self.backend.correction == "cond_inplace":
                 held[k].copy_(c)
@@ -832,6 +919,7 @@ class _Controller:
                     f"mode {call.mode.name!r}'s correction; use a scale other than 1 or run without CFG"
                 )
             out[key] = u + (c - held[k]) * (a / (1 - a))
+        self._remember_basis(call, True, keys, merged, held)
         return out
 
 

@@ -38,6 +38,7 @@ DEFAULTS = {
     "cogvideox": (alg(0.25, 0.04), "released default (CogVideoX-5B-I2V, w=6)"),
     "hunyuan-video": (alg(0.625, 0.04), "released default (HunyuanVideo-I2V, embedded guidance: one pass)"),
     "ltx-video": (alg(1 / 4.0, 0.1), "paper (CVPR) setting for LTX-Video: window 0.1, 1/factor 4.0"),
+    "ltx-2": not_in_paper("LTX-2"),
     "svd": not_in_paper("SVD"),
     "sana-video": not_in_paper("Sana-Video"),
     "hunyuan-skyreels": not_in_paper("SkyReels-V1"),

@@ -650,3 +650,132 @@ def motif(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
             eps = u0 + a * (d(condition, "pos") - u0)
         latents = pipe.scheduler.step(eps, t, latents, return_dict=False)[0]
     return latents
+
+
+@torch.no_grad()
+def ltx2(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
+    """LTX-2 I2V: video and audio predictions. Per step the pipeline runs a CFG pair and, on the
+    positive prompt, a spatio-temporal-guidance pass (perturbed blocks) and a modality-isolation
+    pass, and combines them in x0 space, x0(v) = x - sigma v:
+
+        g = x0(U) + w (x0(C) - x0(U)) + s (x0(C) - x0(STG)) + (m - 1) (x0(C) - x0(MOD))
+
+    ALG: U on the image, C, U, STG and MOD on the low-passed image (the CFG term is the SPEC's;
+    the STG and modality terms are differences of the low-passed image's predictions). Guidance
+    rescale r: g' = r g std(x0(c)) / std(g) + (1 - r) g, where x0(c) is the conditional term the
+    pipeline holds, x0(U(I)) + x0(C(LP I)) - x0(U(LP I)) under ALG."""
+    import copy
+
+    from diffusers.pipelines.ltx2.pipeline_ltx2_image2video import calculate_shift, retrieve_timesteps
+
+    dtype = pipe.transformer.dtype
+    gen = torch.Generator().manual_seed(seed)
+    height, width, frames, fps = kw["height"], kw["width"], kw["num_frames"], kw["frame_rate"]
+    scales = [  # (w, s, m) for the video and the audio output
+        (kw["guidance_scale"], kw["stg_scale"], kw["modality_scale"]),
+        (kw["audio_guidance_scale"], kw["audio_stg_scale"], kw["audio_modality_scale"]),
+    ]
+    rescale = kw["guidance_rescale"]
+    with_cfg = kw["guidance_scale"] > 1 or kw["audio_guidance_scale"] > 1
+    texts = {
+        name: pipe.connectors(
+            kw[f"{key}_embeds"].to(dtype), kw[f"{key}_attention_mask"].to(dtype), padding_side="left"
+        )
+        for name, key in (("pos", "prompt"), ("neg", "negative_prompt"))
+    }
+    pixels = pipe.video_processor.preprocess(image, height=height, width=width).to(dtype)
+    latents, mask = pipe.prepare_latents(
+        pixels, 1, pipe.transformer.config.in_channels, height, width, frames, 0.0, torch.float32, "cpu", gen
+    )
+    lf = (frames - 1) // pipe.vae_temporal_compression_ratio + 1
+    lh, lw = height // pipe.vae_spatial_compression_ratio, width // pipe.vae_spatial_compression_ratio
+    per_second = pipe.audio_sampling_rate / pipe.audio_hop_length / pipe.audio_vae_temporal_compression_ratio
+    af = round(frames / fps * per_second)
+    mel = pipe.audio_vae.config.mel_bins
+    audio = pipe.prepare_audio_latents(
+        1, pipe.audio_vae.config.latent_channels, af, mel, 0.0, torch.float32, "cpu", gen
+    )
+    cfg = pipe.scheduler.config
+    mu = calculate_shift(
+        latents.shape[1],
+        cfg.get("base_image_seq_len", 1024),
+        cfg.get("max_image_seq_len", 4096),
+        cfg.get("base_shift", 0.95),
+        cfg.get("max_shift", 2.05),
+    )
+    sigmas = np.linspace(1.0, 1 / steps, steps)
+    timesteps, _ = retrieve_timesteps(pipe.scheduler, steps, "cpu", None, sigmas=sigmas, mu=mu)
+    audio_scheduler = copy.deepcopy(pipe.scheduler)
+    video_coords = pipe.transformer.rope.prepare_video_coords(1, lf, lh, lw, "cpu", fps=fps)
+    audio_coords = pipe.transformer.audio_rope.prepare_audio_coords(1, af, "cpu")
+    p, pt = pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
+
+    def with_first_frame(packed, first):  # noqa: ANN001
+        video = pipe._unpack_latents(packed, lf, lh, lw, p, pt)
+        return pipe._pack_latents(torch.cat([first, video[:, :, 1:]], dim=2), p, pt)
+
+    for i, t in enumerate(timesteps):
+        sigma = pipe.scheduler.sigmas[i].double()
+        tt = t.expand(1)
+
+        def d(hidden, text, stg_blocks=None, isolate=False):  # noqa: ANN001
+            video_text, audio_text, text_mask = texts[text]
+            out = pipe.transformer(
+                hidden_states=hidden.to(dtype),
+                audio_hidden_states=audio.to(dtype),
+                encoder_hidden_states=video_text,
+                audio_encoder_hidden_states=audio_text,
+                timestep=tt.unsqueeze(-1) * (1 - mask),
+                audio_timestep=tt,
+                sigma=tt,
+                encoder_attention_mask=text_mask,
+                audio_encoder_attention_mask=text_mask,
+                num_frames=lf,
+                height=lh,
+                width=lw,
+                fps=fps,
+                audio_num_frames=af,
+                video_coords=video_coords,
+                audio_coords=audio_coords,
+                isolate_modalities=isolate,
+                spatio_temporal_guidance_blocks=stg_blocks,
+                perturbation_mask=None,
+                use_cross_timestep=True,
+                return_dict=False,
+            )
+            return [o.double() for o in out]
+
+        x = latents
+        if window(i, steps, end):
+            first = pipe._unpack_latents(latents.to(dtype), lf, lh, lw, p, pt)[:, :, :1]
+            x = with_first_frame(latents.to(dtype), downup(first, factor))
+        c = d(x, "pos")
+        if with_cfg:
+            u0 = d(latents, "neg")
+            u = d(x, "neg") if x is not latents else u0
+        else:  # no unconditional pass; the CFG term drops out (ALG without CFG: C(LP I))
+            u0 = u = c
+        stg = d(x, "pos", stg_blocks=kw["spatio_temporal_guidance_blocks"])
+        mod = d(x, "pos", isolate=True)
+        velocities = []
+        for k, (sample, (w, s, m)) in enumerate(zip((latents, audio), scales)):
+            sample = sample.double()
+
+            def x0(pred):  # noqa: ANN001
+                return sample - pred[k] * sigma  # noqa: B023
+
+            g = x0(u0) + w * (x0(c) - x0(u)) + s * (x0(c) - x0(stg)) + (m - 1) * (x0(c) - x0(mod))
+            held = x0(u0) + x0(c) - x0(u)
+            dims = list(range(1, g.ndim))
+            g = rescale * g * held.std(dim=dims, keepdim=True) / g.std(dim=dims, keepdim=True) + (1 - rescale) * g
+            velocities.append(((sample - g) / sigma).float())
+        video = pipe._unpack_latents(latents, lf, lh, lw, p, pt)
+        v = pipe._unpack_latents(velocities[0], lf, lh, lw, p, pt)
+        pred = pipe.scheduler.step(v[:, :, 1:], t, video[:, :, 1:], return_dict=False)[0]
+        latents = pipe._pack_latents(torch.cat([video[:, :, :1], pred], dim=2), p, pt)
+        audio = audio_scheduler.step(velocities[1], t, audio, return_dict=False)[0]
+    video = pipe._unpack_latents(latents, lf, lh, lw, p, pt)
+    video = pipe._denormalize_latents(video, pipe.vae.latents_mean, pipe.vae.latents_std, pipe.vae.config.scaling_factor)
+    audio = pipe._denormalize_audio_latents(audio, pipe.audio_vae.latents_mean, pipe.audio_vae.latents_std)
+    audio = pipe._unpack_audio_latents(audio, af, num_mel_bins=mel // pipe.audio_vae_mel_compression_ratio)
+    return video, audio

@@ -25,7 +25,8 @@ CFG = [
     "motif-video",
 ]
 ONE_PASS = ["hunyuan-video", "hunyuan-video-token-replace"]
-ALL = CFG + ONE_PASS + ["svd"]
+# LTX-2 adds spatio-temporal guidance and modality-isolation passes (tests/test_alg_equivalence.py)
+ALL = CFG + ONE_PASS + ["svd", "ltx-2"]
 
 
 def window(end=0.4, space="latent", mode="alg", factor=0.5):

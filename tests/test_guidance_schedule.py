@@ -72,7 +72,8 @@ def test_guidance_schedule_at_one_changes_nothing(image):
     assert run.last.passes == 2 * STEPS
 
 
-@pytest.mark.parametrize("family", ["cogvideox", "hunyuan-video"])
+# LTX-2 applies separate video and audio scales: no one factor rescales both.
+@pytest.mark.parametrize("family", ["cogvideox", "hunyuan-video", "ltx-2"])
 def test_backends_that_cannot_read_the_scale_refuse(family, image):
     pipe, _ = pipeline(family)
     with pytest.raises(gk.UnsupportedPipelineError, match="cannot read the scale"):

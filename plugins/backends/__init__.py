@@ -8,7 +8,7 @@ from guidance_kit.plugins.backends.cogvideox import CogVideoXBackend
 from guidance_kit.plugins.backends.cosmos import Cosmos2Backend
 from guidance_kit.plugins.backends.hunyuan import HunyuanSkyreelsBackend, HunyuanVideoBackend
 from guidance_kit.plugins.backends.kandinsky import Kandinsky5Backend
-from guidance_kit.plugins.backends.ltx import LTXVideoBackend
+from guidance_kit.plugins.backends.ltx import LTX2Backend, LTXVideoBackend
 from guidance_kit.plugins.backends.motif import MotifVideoBackend
 from guidance_kit.plugins.backends.sana import SanaVideoBackend
 from guidance_kit.plugins.backends.svd import StableVideoDiffusionBackend
@@ -26,6 +26,7 @@ BUILTIN_BACKENDS = (
     CogVideoXBackend(),
     HunyuanVideoBackend(),
     LTXVideoBackend(),
+    LTX2Backend(),
     StableVideoDiffusionBackend(),
     SanaVideoBackend(),
     HunyuanSkyreelsBackend(),

@@ -50,3 +50,39 @@ class LTXVideoBackend(Backend):
         height = args["height"] // pipe.vae_spatial_compression_ratio
         width = args["width"] // pipe.vae_spatial_compression_ratio
         return self._unpack(pipe, output[0], frames, height, width)[:, :, :1]
+
+
+class LTX2Backend(LTXVideoBackend):
+    """LTX-2 I2V: as LTX-Video (frame-0 tokens of the packed video latents hold the clean image
+    latent), but the transformer returns video *and* audio predictions, and each step may add two
+    conditional passes on the positive rows after the batched CFG call: spatio-temporal guidance
+    (``spatio_temporal_guidance_blocks``) and modality isolation (``isolate_modalities``). The
+    pipeline combines everything in x0 space, c + (w - 1)(c - u) + s (c - stg) + (m - 1)(c - mod),
+    affine in the velocity predictions."""
+
+    name = "ltx-2"
+    pipelines = ("LTX2ImageToVideoPipeline",)
+    batched_args = (
+        "hidden_states",
+        "audio_hidden_states",
+        "encoder_hidden_states",
+        "audio_encoder_hidden_states",
+        "timestep",
+        "audio_timestep",
+        "sigma",
+        "encoder_attention_mask",
+        "audio_encoder_attention_mask",
+        "video_coords",
+        "audio_coords",
+    )
+    description = "LTX-2 image-to-video (video + audio; STG and modality-isolation passes)"
+    # Video and audio have their own CFG scales, so no single w rescales both: guidance-scale
+    # schedules are refused here.
+    guidance_weight = Backend.guidance_weight
+
+    def extra_pass(self, pipe: Any, args: Arguments) -> str | None:
+        if args.get("spatio_temporal_guidance_blocks"):
+            return "spatio-temporal guidance"
+        if args.get("isolate_modalities"):
+            return "modality isolation"
+        return None
