@@ -678,6 +678,103 @@ def _motif() -> tuple[Any, dict[str, Any]]:
     return pipe, kwargs
 
 
+def _hunyuan15() -> tuple[Any, dict[str, Any]]:
+    from diffusers import (
+        AutoencoderKLHunyuanVideo15,
+        ClassifierFreeGuidance,
+        FlowMatchEulerDiscreteScheduler,
+        HunyuanVideo15ImageToVideoPipeline,
+        HunyuanVideo15Transformer3DModel,
+    )
+    from transformers import SiglipImageProcessorPil, SiglipVisionConfig, SiglipVisionModel
+
+    torch.manual_seed(0)
+    transformer = HunyuanVideo15Transformer3DModel(
+        in_channels=2 * 4 + 1,  # [latents, image latent condition, mask]
+        out_channels=4,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        num_layers=1,
+        num_refiner_layers=1,
+        mlp_ratio=2.0,
+        text_embed_dim=16,
+        text_embed_2_dim=8,
+        image_embed_dim=12,
+        rope_axes_dim=(2, 2, 4),
+        target_size=32,  # the pipeline picks the video size from this and the image's aspect ratio
+    )
+    torch.manual_seed(0)
+    vae = AutoencoderKLHunyuanVideo15(
+        latent_channels=4,
+        block_out_channels=(8, 8, 8, 8),
+        layers_per_block=1,
+        spatial_compression_ratio=8,
+        temporal_compression_ratio=4,
+    )
+    torch.manual_seed(0)
+    image_encoder = SiglipVisionModel(
+        SiglipVisionConfig(
+            hidden_size=12,
+            intermediate_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        )
+    )
+    pipe = HunyuanVideo15ImageToVideoPipeline(
+        text_encoder=None,
+        tokenizer=None,
+        transformer=transformer,
+        vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+        text_encoder_2=None,
+        tokenizer_2=None,
+        guider=ClassifierFreeGuidance(guidance_scale=5.0),
+        image_encoder=image_encoder,
+        feature_extractor=SiglipImageProcessorPil(size={"height": 32, "width": 32}),
+    )
+    glyph_mask = torch.ones(1, 8)
+    glyph_mask[:, 5:] = 0  # the ByT5 (glyph) tokens are padded in practice
+    kwargs = {  # no height/width: the pipeline sizes the video from the image (32 x 32 here)
+        "prompt_embeds": _embeds(1, 1, 16, 16),
+        "prompt_embeds_mask": torch.ones(1, 16),
+        "negative_prompt_embeds": _embeds(2, 1, 16, 16),
+        "negative_prompt_embeds_mask": torch.ones(1, 16),
+        "prompt_embeds_2": _embeds(3, 1, 8, 8),
+        "prompt_embeds_mask_2": glyph_mask,
+        "negative_prompt_embeds_2": _embeds(4, 1, 8, 8),
+        "negative_prompt_embeds_mask_2": glyph_mask.clone(),
+        "num_frames": 9,
+    }
+    return pipe, kwargs
+
+
+def _skyreels_df() -> tuple[Any, dict[str, Any]]:
+    from diffusers import (
+        SkyReelsV2DiffusionForcingImageToVideoPipeline,
+        SkyReelsV2Transformer3DModel,
+        UniPCMultistepScheduler,
+    )
+
+    torch.manual_seed(0)
+    transformer = SkyReelsV2Transformer3DModel(
+        **{**_WAN_TRANSFORMER, "in_channels": 16},  # no channel concat: the image is latent frame 0
+        inject_sample_info=True,  # the fps embedding, as the released DF models
+    )
+    pipe = SkyReelsV2DiffusionForcingImageToVideoPipeline(
+        tokenizer=None,
+        text_encoder=None,
+        transformer=transformer,
+        vae=_wan_vae(),
+        scheduler=UniPCMultistepScheduler(
+            prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0
+        ),
+    )
+    # 4 latent frames (the image and 3 generated ones), all in one chunk.
+    return pipe, _call(5.0, num_frames=13, base_num_frames=13)
+
+
 def _svd() -> tuple[Any, dict[str, Any]]:
     from diffusers import (
         AutoencoderKLTemporalDecoder,
@@ -796,6 +893,8 @@ _BUILDERS: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
     "kandinsky5": _kandinsky5,
     "cosmos2": _cosmos2,
     "motif-video": _motif,
+    "hunyuan-video-1.5": _hunyuan15,
+    "skyreels-v2-df": _skyreels_df,
     "cogvideox": _cogvideox,
     "hunyuan-video": _hunyuan,
     "hunyuan-video-token-replace": lambda: _hunyuan("token_replace"),

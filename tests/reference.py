@@ -587,6 +587,150 @@ def cosmos2(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
 
 
 @torch.no_grad()
+def hunyuan15(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
+    """HunyuanVideo 1.5 I2V: [latents, image latent condition (frame 0), mask] on channels and a
+    SigLIP image embedding; the guider (ClassifierFreeGuidance) runs the conditional then the
+    unconditional batch on the steps in its [start, stop) range, combining u + w (c - u), or
+    c + w (c - u) in its original formulation."""
+    import math
+
+    from diffusers.pipelines.hunyuan_video1_5.pipeline_hunyuan_video1_5_image2video import retrieve_timesteps
+
+    dtype = pipe.transformer.dtype
+    gen = torch.Generator().manual_seed(seed)
+    guider = pipe.guider.config
+    w = guider.guidance_scale
+    original = guider.use_original_formulation
+    a = 1 + w if original else w  # as u + a (c - u)
+    text = {
+        branch: tuple(
+            kw[f"{prefix}{name}"].to(dtype)
+            for name in ("prompt_embeds", "prompt_embeds_mask", "prompt_embeds_2", "prompt_embeds_mask_2")
+        )
+        for branch, prefix in (("pos", ""), ("neg", "negative_"))
+    }
+    height, width = pipe.video_processor.calculate_default_height_width(
+        image.size[1], image.size[0], pipe.transformer.config.target_size
+    )
+    image = pipe.video_processor.resize(image, height=height, width=width, resize_mode="crop")
+    image_embeds = pipe.encode_image(image, 1, "cpu", dtype)
+    timesteps, _ = retrieve_timesteps(
+        pipe.scheduler, steps, "cpu", sigmas=np.linspace(1.0, 0.0, steps + 1)[:-1]
+    )
+    latents = pipe.prepare_latents(
+        1, pipe.vae.config.latent_channels, height, width, kw["num_frames"], dtype, "cpu", gen
+    )
+    condition, mask = pipe.prepare_cond_latents_and_mask(latents, image, 1, height, width, dtype, "cpu")
+    filtered = downup(condition, factor)
+    for i, t in enumerate(timesteps):
+
+        def d(cond, branch):  # noqa: ANN001
+            embeds, embeds_mask, embeds_2, embeds_mask_2 = text[branch]
+            return pipe.transformer(
+                hidden_states=torch.cat([latents, cond, mask], dim=1),
+                image_embeds=image_embeds,
+                timestep=t.expand(1).to(dtype),
+                timestep_r=None,
+                encoder_hidden_states=embeds,
+                encoder_attention_mask=embeds_mask,
+                encoder_hidden_states_2=embeds_2,
+                encoder_attention_mask_2=embeds_mask_2,
+                return_dict=False,
+            )[0]
+
+        on = window(i, steps, end)
+        cfg = (
+            guider.enabled
+            and int(guider.start * steps) <= i < int(guider.stop * steps)
+            and not math.isclose(w, 0.0 if original else 1.0)
+        )
+        if not cfg:  # one pass
+            eps = d(filtered if on else condition, "pos")
+        elif on:
+            u0 = d(condition, "neg")
+            eps = alg_eps(u0, d(filtered, "pos"), d(filtered, "neg"), a)
+        else:
+            u0 = d(condition, "neg")
+            eps = u0 + a * (d(condition, "pos") - u0)
+        latents = pipe.scheduler.step(eps, t, latents, return_dict=False)[0]
+    return latents
+
+
+@torch.no_grad()
+def skyreels_df(pipe, kw, image, steps, factor, end, seed, ar_step=0, last_image=None):  # noqa: ANN001
+    """SkyReels-V2 diffusion forcing I2V, one chunk: the clean image latent is latent frame 0 (and
+    last_image's the last frame), every frame has its own timestep (a row of the pipeline's step
+    matrix per iteration) and its own scheduler. ALG's window is over the iterations (rows)."""
+    import copy
+
+    dtype = pipe.transformer.dtype
+    gen = torch.Generator().manual_seed(seed)
+    pos, neg = kw["prompt_embeds"].to(dtype), kw["negative_prompt_embeds"].to(dtype)
+    w = kw["guidance_scale"]
+    height, width, frames = kw["height"], kw["width"], kw["num_frames"]
+    pipe.scheduler.set_timesteps(steps, device="cpu")
+    timesteps = pipe.scheduler.timesteps
+
+    def pixels(img):  # noqa: ANN001
+        return pipe.video_processor.preprocess(img, height=height, width=width).to(torch.float32)
+
+    last = None if last_image is None else pixels(last_image)
+    latents, n, condition, prefix = pipe.prepare_latents(
+        pixels(image), 1, pipe.vae.config.z_dim, height, width, frames, torch.float32, "cpu", gen, None, last
+    )
+    rows = condition.shape[0]
+    latents[:, :, :prefix] = condition[: (rows + 1) // 2].to(dtype)
+    base = n
+    if last is not None:
+        latents = torch.cat([latents, condition[rows // 2 :].to(dtype)], dim=2)
+        n, base = n + prefix, base + prefix
+    schedulers = []
+    for _ in range(n):
+        schedulers.append(copy.deepcopy(pipe.scheduler))
+        schedulers[-1].set_timesteps(steps, device="cpu")
+    step_matrix, _, update, intervals = pipe.generate_timestep_matrix(n, timesteps, base, ar_step, prefix, 1)
+    image_frames = [0]
+    if last is not None:
+        step_matrix[:, -prefix:] = 0
+        update[:, -prefix:] = False
+        image_frames.append(n - 1)
+    iterations = len(step_matrix)
+    for i, t in enumerate(step_matrix):
+        start, stop = intervals[i]
+        x = latents[:, :, start:stop].to(dtype)
+        image_latents = x[:, :, image_frames]  # clean: never stepped
+        filtered = downup(image_latents, factor)
+
+        def d(image_part, text):  # noqa: ANN001
+            hidden = x.clone()
+            hidden[:, :, image_frames] = image_part
+            return pipe.transformer(
+                hidden_states=hidden,
+                timestep=t[None, start:stop],
+                encoder_hidden_states=text,
+                enable_diffusion_forcing=True,
+                fps=[1],  # the pipeline's flag for fps != 16
+                return_dict=False,
+            )[0]
+
+        on = window(i, iterations, end)
+        if w <= 1:  # no CFG: one pass
+            eps = d(filtered if on else image_latents, pos)
+        elif on:
+            u0 = d(image_latents, neg)
+            eps = alg_eps(u0, d(filtered, pos), d(filtered, neg), w)
+        else:
+            u0 = d(image_latents, neg)
+            eps = u0 + w * (d(image_latents, pos) - u0)
+        for idx in range(start, stop):
+            if update[i, idx]:
+                latents[:, :, idx] = schedulers[idx].step(
+                    eps[:, :, idx - start], t[idx], latents[:, :, idx], return_dict=False
+                )[0]
+    return latents
+
+
+@torch.no_grad()
 def motif(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
     """Motif-Video I2V: [latents, image latent condition (frame 0), mask] on channels; the guider
     (ClassifierFreeGuidance) runs the conditional then the unconditional batch on the steps in its

@@ -37,6 +37,8 @@ LOOPS = {
     "kandinsky5": reference.kandinsky5,
     "cosmos2": reference.cosmos2,
     "motif-video": reference.motif,
+    "hunyuan-video-1.5": reference.hunyuan15,
+    "skyreels-v2-df": reference.skyreels_df,
 }
 
 
@@ -114,6 +116,173 @@ def test_chronoedit_temporal_reasoning_matches_reference(execution, image):
     with gk.guide(pipe, recipe(space="pixel")) as run:  # the pixel condition keeps frames [0, -1] too
         pixel = run_pipe(pipe, kwargs, image, STEPS, **call)
     assert torch.isfinite(pixel).all() and run.last.passes == 2 * STEPS + 3
+
+
+@pytest.fixture
+def swap_guider():
+    """A tiny guider-driven pipeline with another guider (the original restored afterwards)."""
+    swapped = []
+
+    def swap(family, guider):
+        pipe, kwargs = pipeline(family)
+        swapped.append((pipe, pipe.guider))
+        pipe.guider = guider
+        return pipe, kwargs
+
+    yield swap
+    for pipe, original in reversed(swapped):
+        pipe.guider = original
+
+
+@pytest.mark.parametrize(
+    "original, start, stop, passes",
+    [
+        (False, 0.2, 0.7, [1, 3, 3, 2, 1, 1]),  # CFG on steps 1-3: step 0 is filtered without CFG
+        (True, 0.0, 0.4, [3, 3, 1, 1, 1, 1]),  # c + w (c - u) on steps 0-1: step 2 filtered, one pass
+    ],
+)
+def test_hunyuan15_guider_turning_cfg_on_and_off_matches_reference(
+    swap_guider, image, original, start, stop, passes
+):
+    from diffusers import ClassifierFreeGuidance
+
+    guider = ClassifierFreeGuidance(
+        guidance_scale=3.0, use_original_formulation=original, start=start, stop=stop
+    )
+    pipe, kwargs = swap_guider("hunyuan-video-1.5", guider)
+    expected = reference.hunyuan15(pipe, kwargs, image, STEPS, FACTOR, END, 0)
+    with gk.guide(pipe, recipe()) as run:
+        got = run_pipe(pipe, kwargs, image, STEPS)
+    assert [r.passes for r in run.trace] == passes
+    assert [r.cfg for r in run.trace] == [p > 1 for p in passes]
+    assert max_rel(run_pipe(pipe, kwargs, image, STEPS), expected) > 1e-6
+    assert max_rel(got, expected) < 1e-12
+
+
+@pytest.mark.parametrize("kind", ["rescaled", "projected"])
+def test_hunyuan15_refuses_a_guider_that_is_not_affine(swap_guider, image, kind):
+    from diffusers import AdaptiveProjectedGuidance, ClassifierFreeGuidance
+
+    if kind == "rescaled":
+        guider, match = (
+            ClassifierFreeGuidance(guidance_scale=5.0, guidance_rescale=0.7),
+            "guidance_rescale=0.7",
+        )
+    else:
+        guider, match = AdaptiveProjectedGuidance(guidance_scale=5.0), "got AdaptiveProjectedGuidance"
+    pipe, kwargs = swap_guider("hunyuan-video-1.5", guider)
+    with pytest.raises(gk.GuidanceKitError, match=f"hunyuan-video-1.5: ALG needs .*affine.*{match}"):
+        with gk.guide(pipe, recipe()):
+            run_pipe(pipe, kwargs, image, 2)
+
+
+def test_hunyuan15_pixel_space_encodes_the_filtered_image(image):
+    # prepare_cond_latents_and_mask takes the resized PIL image: the backend hands it the filtered
+    # image as a [0, 1] tensor. Down/up commutes with the map to [-1, 1], so the condition must be
+    # the VAE mode of LP(preprocessed image) on frame 0 and zeros after it.
+    pipe, kwargs = pipeline("hunyuan-video-1.5")
+    seen = []
+    hook = pipe.transformer.register_forward_pre_hook(
+        lambda m, args, kw: seen.append(kw["hidden_states"][:, 4:8].clone()), with_kwargs=True
+    )
+    try:
+        with gk.guide(pipe, recipe(space="pixel")) as run:
+            run_pipe(pipe, kwargs, image, 2)
+    finally:
+        hook.remove()
+    assert run.last.vae_encodes == 2
+    resized = pipe.video_processor.resize(image, height=32, width=32, resize_mode="crop")
+    pixels = pipe.video_processor.preprocess(resized, height=32, width=32).to(torch.float64)
+    filtered = gk.filters.DownUp(FACTOR)(pixels, 1.0).unsqueeze(2)
+    expected = pipe.vae.encode(filtered).latent_dist.mode() * pipe.vae.config.scaling_factor
+    torch.testing.assert_close(seen[0][:, :, :1], expected, atol=1e-12, rtol=1e-12)  # step 0, conditional
+    assert not seen[0][:, :, 1:].any()
+    assert not torch.allclose(seen[0], seen[-1], atol=1e-3)  # the last step sees the sharp image
+
+
+def test_skyreels_df_per_frame_timesteps_match_reference(image):
+    # ar_step=1: each generated frame starts one iteration after the one before it, so a
+    # transformer call sees several timesteps (999 for frames not started) and the loop has
+    # 6 + 2 = 8 iterations; ALG's window is over the iterations (p = i / 7: 0, 1, 2 filtered).
+    pipe, kwargs = pipeline("skyreels-v2-df")
+    expected = reference.skyreels_df(pipe, kwargs, image, STEPS, FACTOR, END, 0, ar_step=1)
+    timesteps = []
+    hook = pipe.transformer.register_forward_pre_hook(
+        lambda m, args, kw: timesteps.append(kw["timestep"].clone()), with_kwargs=True
+    )
+    try:
+        with gk.guide(pipe, recipe()) as run:
+            got = run_pipe(pipe, kwargs, image, STEPS, ar_step=1)
+    finally:
+        hook.remove()
+    # From iteration 2 on: the image at 0, frames 1-3 at three different timesteps.
+    assert len(set(timesteps[6][0].tolist())) == 4
+    assert [r.passes for r in run.trace] == [3, 3, 3] + [2] * 5
+    assert run.trace[0].num_steps == 8 and run.last.filtered_steps == [0, 1, 2]
+    assert [r.timestep for r in run.trace[6:]] == [0.0, 0.0]  # frame 1 is clean after 6 iterations
+    assert max_rel(run_pipe(pipe, kwargs, image, STEPS, ar_step=1), expected) > 1e-6
+    assert max_rel(got, expected) < 1e-12
+
+
+@pytest.mark.parametrize("execution", ["batched", "sequential"])
+def test_skyreels_df_last_image_matches_reference(execution, image):
+    # last_image is encoded with the image and appended as the last latent frame: ALG filters both.
+    from guidance_kit.tiny import tiny_image
+
+    pipe, kwargs = pipeline("skyreels-v2-df")
+    last = tiny_image(32, seed=1)
+    expected = reference.skyreels_df(pipe, kwargs, image, STEPS, FACTOR, END, 0, last_image=last)
+    with gk.guide(pipe, recipe(), execution=execution) as run:
+        got = run_pipe(pipe, kwargs, image, STEPS, last_image=last)
+    assert [r.passes for r in run.trace] == [3, 3, 3, 2, 2, 2]
+    assert max_rel(run_pipe(pipe, kwargs, image, STEPS, last_image=last), expected) > 1e-6
+    assert max_rel(got, expected) < 1e-12
+    with gk.guide(pipe, recipe(space="pixel")) as run:  # one encode of both filtered images
+        pixel = run_pipe(pipe, kwargs, image, STEPS, last_image=last)
+    assert torch.isfinite(pixel).all() and run.last.vae_encodes == 2 and run.last.passes == 2 * STEPS + 3
+
+
+def test_skyreels_df_without_cfg_is_one_pass(image):
+    pipe, kwargs = pipeline("skyreels-v2-df")
+    kwargs = {**kwargs, "guidance_scale": 1.0}
+    expected = reference.skyreels_df(pipe, kwargs, image, STEPS, FACTOR, END, 0)
+    with gk.guide(pipe, recipe()) as run:
+        got = run_pipe(pipe, kwargs, image, STEPS)
+    assert [r.passes for r in run.trace] == [1] * STEPS and run.last.filtered_steps == [0, 1, 2]
+    assert max_rel(got, expected) < 1e-12
+
+
+def test_skyreels_df_long_video_guides_the_first_chunk_only(image):
+    # 6 latent frames in chunks of 4 overlapping by 2: the second chunk is conditioned on the first
+    # chunk's last two latent frames, not on the image, and runs as the plain pipeline.
+    pipe, kwargs = pipeline("skyreels-v2-df")
+    long = {"num_frames": 21, "overlap_history": 5}
+    calls = []
+    hook = pipe.transformer.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        with gk.guide(pipe, recipe()) as run:
+            got = run_pipe(pipe, kwargs, image, STEPS, **long)
+            first_chunk = run_pipe(pipe, kwargs, image, STEPS)  # the same 4 frames as a short video
+    finally:
+        hook.remove()
+    assert got.shape[2] == 6 and len(run.calls) == 2
+    assert [r.passes for r in run.calls[0].steps] == [3, 3, 3, 2, 2, 2]
+    assert len(calls) == (2 * STEPS + 3) + 2 * STEPS + (2 * STEPS + 3)  # chunk 2: no extra pass
+    assert torch.equal(got[:, :, :4], first_chunk)
+    assert max_rel(run_pipe(pipe, kwargs, image, STEPS, **long)[:, :, :4], first_chunk) > 1e-6
+
+
+def test_skyreels_df_refuses_what_hides_the_clean_image(image):
+    pipe, kwargs = pipeline("skyreels-v2-df")
+    with pytest.raises(gk.GuidanceKitError, match="addnoise_condition > 0 noises the image"):
+        with gk.guide(pipe, recipe()):
+            run_pipe(pipe, kwargs, image, 2, addnoise_condition=20)
+    try:  # the pipeline writes causal_block_size into the transformer's config
+        with pytest.raises(gk.GuidanceKitError, match="causal_block_size > 1"):
+            with gk.guide(pipe, recipe()):
+                run_pipe(pipe, kwargs, image, 2, causal_block_size=2, ar_step=1)
+    finally:
+        pipe.transformer.register_to_config(num_frame_per_block=1)
 
 
 @pytest.fixture

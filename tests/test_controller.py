@@ -23,6 +23,8 @@ CFG = [
     "kandinsky5",
     "cosmos2",
     "motif-video",
+    "hunyuan-video-1.5",
+    "skyreels-v2-df",
 ]
 ONE_PASS = ["hunyuan-video", "hunyuan-video-token-replace"]
 # LTX-2 adds spatio-temporal guidance and modality-isolation passes (tests/test_alg_equivalence.py)

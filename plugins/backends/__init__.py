@@ -7,10 +7,12 @@ from guidance_kit.hookspecs import hookimpl
 from guidance_kit.plugins.backends.cogvideox import CogVideoXBackend
 from guidance_kit.plugins.backends.cosmos import Cosmos2Backend
 from guidance_kit.plugins.backends.hunyuan import HunyuanSkyreelsBackend, HunyuanVideoBackend
+from guidance_kit.plugins.backends.hunyuan15 import HunyuanVideo15Backend
 from guidance_kit.plugins.backends.kandinsky import Kandinsky5Backend
 from guidance_kit.plugins.backends.ltx import LTX2Backend, LTXVideoBackend
 from guidance_kit.plugins.backends.motif import MotifVideoBackend
 from guidance_kit.plugins.backends.sana import SanaVideoBackend
+from guidance_kit.plugins.backends.skyreels_df import SkyReelsV2DFBackend
 from guidance_kit.plugins.backends.svd import StableVideoDiffusionBackend
 from guidance_kit.plugins.backends.wan import (
     ChronoEditBackend,
@@ -34,6 +36,8 @@ BUILTIN_BACKENDS = (
     Kandinsky5Backend(),
     Cosmos2Backend(),
     MotifVideoBackend(),
+    HunyuanVideo15Backend(),
+    SkyReelsV2DFBackend(),
 )
 
 
