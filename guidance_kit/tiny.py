@@ -992,3 +992,60 @@ def cache_configs(pipe: Any, steps: int) -> dict[str, tuple[Any, bool]]:
             True,
         ),
     }
+
+
+# Modular pipelines on the same tiny components ----------------------------------------------------
+
+# family -> (module, class) of diffusers' image-to-video
+# modular blocks, without the text encoder and decoder blocks (prompt embeddings in, latents out).
+_MODULAR = {
+    "wan2.1": ("diffusers.modular_pipelines.wan.modular_blocks_wan_i2v", "WanImage2VideoAutoBlocks"),
+    "wan2.2-a14b": ("diffusers.modular_pipelines.wan.modular_blocks_wan22_i2v", "Wan22Image2VideoBlocks"),
+    "ltx-video": ("diffusers.modular_pipelines.ltx.modular_blocks_ltx", "LTXImage2VideoBlocks"),
+}
+MODULAR_FAMILIES = tuple(_MODULAR)
+
+
+def tiny_modular_pipeline(
+    family: str = "wan2.1",
+    dtype: torch.dtype = torch.float32,
+    base: tuple[Any, dict[str, Any]] | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """The diffusers modular image-to-video pipeline of ``family`` on the components of the tiny
+    classic pipeline ``base`` (default: a new ``tiny_pipeline(family, dtype)``), shared, not
+    copied, with ClassifierFreeGuidance guiders of the classic call's scales; and the keyword
+    arguments (without image, steps and generator) of a call that returns ``output="latents"``."""
+    import importlib
+
+    from diffusers import ClassifierFreeGuidance
+    from diffusers.utils import logging
+
+    if family not in _MODULAR:
+        raise ValueError(f"no tiny modular pipeline for {family!r}; choose from {list(MODULAR_FAMILIES)}")
+    pipe, kwargs = base if base is not None else tiny_pipeline(family, dtype)
+    module, name = _MODULAR[family]
+    blocks = getattr(importlib.import_module(module), name)()
+    for step in ("text_encoder", "decode"):
+        blocks.sub_blocks.pop(step)
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()  # guiders are "experimental"; components not "from ComponentSpec"
+    try:
+        modular = blocks.init_pipeline()
+        shared = ("transformer", "transformer_2", "vae", "scheduler", "image_encoder", "image_processor")
+        components = {name: getattr(pipe, name, None) for name in shared}
+        components["guider"] = ClassifierFreeGuidance(guidance_scale=kwargs["guidance_scale"])
+        if "guidance_scale_2" in kwargs:
+            components["guider_2"] = ClassifierFreeGuidance(guidance_scale=kwargs["guidance_scale_2"])
+        modular.update_components(
+            **{k: v for k, v in components.items() if v is not None and k in modular._component_specs}
+        )
+    finally:
+        logging.set_verbosity(verbosity)
+    pending = [modular._blocks]  # init_pipeline keeps a copy of the blocks
+    while pending:  # the denoise loop is nested: switch every progress bar off
+        block = pending.pop()
+        if hasattr(block, "set_progress_bar_config"):
+            block.set_progress_bar_config(disable=True)
+        pending += list(getattr(block, "sub_blocks", {}).values())
+    call = {k: v for k, v in kwargs.items() if k not in ("guidance_scale", "guidance_scale_2")}
+    return modular, call
