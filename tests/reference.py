@@ -623,6 +623,9 @@ def hunyuan15(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
     condition, mask = pipe.prepare_cond_latents_and_mask(latents, image, 1, height, width, dtype, "cpu")
     filtered = downup(condition, factor)
     for i, t in enumerate(timesteps):
+        timestep_r = None
+        if pipe.transformer.config.use_meanflow:  # the end of the step's interval
+            timestep_r = (timesteps[i + 1] if i + 1 < len(timesteps) else torch.tensor(0.0)).expand(1).to(dtype)
 
         def d(cond, branch):  # noqa: ANN001
             embeds, embeds_mask, embeds_2, embeds_mask_2 = text[branch]
@@ -630,7 +633,7 @@ def hunyuan15(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
                 hidden_states=torch.cat([latents, cond, mask], dim=1),
                 image_embeds=image_embeds,
                 timestep=t.expand(1).to(dtype),
-                timestep_r=None,
+                timestep_r=timestep_r,
                 encoder_hidden_states=embeds,
                 encoder_attention_mask=embeds_mask,
                 encoder_hidden_states_2=embeds_2,

@@ -200,6 +200,47 @@ def test_hunyuan15_pixel_space_encodes_the_filtered_image(image):
     assert not torch.allclose(seen[0], seen[-1], atol=1e-3)  # the last step sees the sharp image
 
 
+def test_hunyuan15_meanflow_matches_reference(image):
+    # A meanflow transformer also gets timestep_r (the next timestep, 0 at the end), one per row.
+    from diffusers import HunyuanVideo15Transformer3DModel
+
+    pipe, kwargs = pipeline("hunyuan-video-1.5")
+    original = pipe.transformer
+    torch.manual_seed(0)
+    config = {**original.config, "use_meanflow": True}
+    pipe.transformer = HunyuanVideo15Transformer3DModel.from_config(config).to(torch.float64)
+    try:
+        expected = reference.hunyuan15(pipe, kwargs, image, STEPS, FACTOR, END, 0)
+        with gk.guide(pipe, recipe()) as run:
+            got = run_pipe(pipe, kwargs, image, STEPS)
+        plain = run_pipe(pipe, kwargs, image, STEPS)
+    finally:
+        pipe.transformer = original
+    assert [r.passes for r in run.trace] == [3, 3, 3, 2, 2, 2]
+    assert max_rel(plain, expected) > 1e-6
+    assert max_rel(got, expected) < 1e-12
+
+
+@pytest.mark.parametrize("family", ["hunyuan-video-1.5", "skyreels-v2-df"])
+def test_guidance_schedule_reads_the_scale_of_the_new_backends(family, swap_guider, image):
+    # g = 0.5 at every step: the pipeline's w = 5 acts as 1 + (5 - 1) * 0.5 = 3.
+    from diffusers import ClassifierFreeGuidance
+
+    pipe, kwargs = pipeline(family)
+    halved = gk.Recipe(
+        filter=gk.filters.DownUp(FACTOR), schedule=gk.schedules.Constant(0.0), guidance=gk.schedules.Constant(0.5)
+    )
+    with gk.guide(pipe, halved):
+        got = run_pipe(pipe, kwargs, image, STEPS)
+    plain = run_pipe(pipe, kwargs, image, STEPS)
+    if family == "hunyuan-video-1.5":
+        expected = run_pipe(*swap_guider(family, ClassifierFreeGuidance(guidance_scale=3.0)), image, STEPS)
+    else:
+        expected = run_pipe(pipe, kwargs, image, STEPS, guidance_scale=3.0)
+    assert max_rel(got, expected) < 1e-12
+    assert max_rel(got, plain) > 1e-6
+
+
 def test_skyreels_df_per_frame_timesteps_match_reference(image):
     # ar_step=1: each generated frame starts one iteration after the one before it, so a
     # transformer call sees several timesteps (999 for frames not started) and the loop has
