@@ -1002,6 +1002,10 @@ _MODULAR = {
     "wan2.1": ("diffusers.modular_pipelines.wan.modular_blocks_wan_i2v", "WanImage2VideoAutoBlocks"),
     "wan2.2-a14b": ("diffusers.modular_pipelines.wan.modular_blocks_wan22_i2v", "Wan22Image2VideoBlocks"),
     "ltx-video": ("diffusers.modular_pipelines.ltx.modular_blocks_ltx", "LTXImage2VideoBlocks"),
+    "hunyuan-video-1.5": (
+        "diffusers.modular_pipelines.hunyuan_video1_5.modular_blocks_hunyuan_video1_5",
+        "HunyuanVideo15Image2VideoBlocks",
+    ),
 }
 MODULAR_FAMILIES = tuple(_MODULAR)
 
@@ -1032,8 +1036,9 @@ def tiny_modular_pipeline(
     try:
         modular = blocks.init_pipeline()
         shared = ("transformer", "transformer_2", "vae", "scheduler", "image_encoder", "image_processor")
-        components = {name: getattr(pipe, name, None) for name in shared}
-        components["guider"] = ClassifierFreeGuidance(guidance_scale=kwargs["guidance_scale"])
+        components = {name: getattr(pipe, name, None) for name in (*shared, "feature_extractor")}
+        scale = kwargs.get("guidance_scale", getattr(getattr(pipe, "guider", None), "guidance_scale", None))
+        components["guider"] = ClassifierFreeGuidance(guidance_scale=scale)
         if "guidance_scale_2" in kwargs:
             components["guider_2"] = ClassifierFreeGuidance(guidance_scale=kwargs["guidance_scale_2"])
         modular.update_components(

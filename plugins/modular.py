@@ -105,4 +105,35 @@ class LTXFrameTokens(ModularLayout):
         return "ltx-video"
 
 
-BUILTIN_LAYOUTS = (WanChannelConcat(), LTXFrameTokens())
+class HunyuanVideo15ChannelConcat(ModularLayout):
+    name = "hunyuan-video-1.5-channel-concat"
+    denoisers = ("HunyuanVideo15Transformer3DModel",)
+    pipelines = ("HunyuanVideo15ModularPipeline",)
+
+    def _z(self, denoiser: torch.nn.Module, hidden: torch.Tensor) -> int:
+        config = _inner(denoiser).config
+        z = config.out_channels
+        if config.in_channels != 2 * z + 1 or hidden.shape[1] != config.in_channels:
+            raise UnsupportedPipelineError(
+                f"modular layout {self.name!r}: {type(_inner(denoiser)).__name__} takes {config.in_channels} "
+                f"input channels, not [latents {z}, image latents {z}, mask 1]"
+            )
+        return z
+
+    def get_condition(self, denoiser: torch.nn.Module, kwargs: Mapping[str, Any]) -> torch.Tensor:
+        hidden = _hidden(kwargs, self.name)
+        z = self._z(denoiser, hidden)
+        return hidden[:, z : 2 * z]
+
+    def set_condition(
+        self, denoiser: torch.nn.Module, kwargs: Mapping[str, Any], condition: torch.Tensor
+    ) -> dict[str, Any]:
+        hidden = _hidden(kwargs, self.name)
+        z = self._z(denoiser, hidden)
+        return {**kwargs, "hidden_states": replace_channels(hidden, 1, z, 2 * z, condition)}
+
+    def backend(self, pipe: Any) -> str:
+        return "hunyuan-video-1.5"
+
+
+BUILTIN_LAYOUTS = (WanChannelConcat(), LTXFrameTokens(), HunyuanVideo15ChannelConcat())
