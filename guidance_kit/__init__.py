@@ -32,6 +32,16 @@ from guidance_kit.types import Filter, GuidanceMode, Schedule
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):  # the modular guider imports diffusers: only when asked for
+    if name in ("modular", "LowPassGuidance"):
+        import importlib
+
+        modular = importlib.import_module("guidance_kit.modular")
+        return modular if name == "modular" else modular.LowPassGuidance
+    raise AttributeError(f"module 'guidance_kit' has no attribute {name!r}")
+
+
 __all__ = [
     "Backend",
     "CallTrace",
