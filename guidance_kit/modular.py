@@ -515,6 +515,9 @@ class ModularRun:
         return json.dumps(self.to_dict(), **kwargs)
 
 
+_MISSING = object()
+
+
 def is_modular(pipe: Any) -> bool:
     """Whether ``pipe`` is a diffusers modular pipeline."""
     try:
@@ -619,6 +622,9 @@ def guide(
     new = {name: low_pass_from(getattr(pipe, name), recipe, layout.name) for name in names}
     old = {name: getattr(pipe, name) for name in names}
     specs = {name: pipe._component_specs[name] for name in names}
+    # A guider spec loaded from_pretrained has an entry in the pipeline's config, which
+    # update_components rewrites: keep the entries to put them back as they were.
+    config = {name: pipe.config.get(name, _MISSING) for name in names}
     for name, guider in new.items():
         guider.set_scheduler(getattr(pipe, "scheduler", None))
         guider._denoiser_name = "transformer" + name[len("guider") :]
@@ -635,3 +641,9 @@ def guide(
         with _quiet_diffusers():
             pipe.update_components(**old)
         pipe._component_specs.update(specs)
+        if any(pipe.config.get(name, _MISSING) is not value for name, value in config.items()):
+            from diffusers.configuration_utils import FrozenDict
+
+            entries = {k: v for k, v in pipe.config.items() if k not in config}
+            entries.update({k: v for k, v in config.items() if v is not _MISSING})
+            pipe._internal_dict = FrozenDict(entries)
