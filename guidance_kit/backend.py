@@ -106,6 +106,10 @@ class Backend:
     def has_extra_passes(cls) -> bool:
         return cls.extra_pass is not Backend.extra_pass
 
+    def image_arguments(self, pipe: Any, image: Any) -> dict[str, Any]:
+        """The call arguments that hand ``image`` (PIL) to the pipeline as its conditioning image."""
+        return {"image": image}
+
     def get_condition(self, pipe: Any, args: Arguments) -> torch.Tensor:
         """The image condition inside a denoiser call, as ``[rows, C, F, H, W]``."""
         raise NotImplementedError

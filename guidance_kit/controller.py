@@ -160,6 +160,16 @@ def find_backend(pipe: Any, name: str | None = None) -> Backend:
     )
 
 
+def image_arguments(pipe: Any, image: Any) -> dict[str, Any]:
+    """The call arguments that pass ``image`` as ``pipe``'s conditioning image (``image=`` for a
+    pipeline no backend supports)."""
+    try:
+        backend = find_backend(pipe)
+    except UnsupportedPipelineError:
+        return {"image": image}
+    return backend.image_arguments(pipe, image)
+
+
 def resolve_recipe(recipe: Recipe | str | Mapping[str, Any], backend: Backend) -> Recipe:
     if isinstance(recipe, Recipe):
         return recipe

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from guidance_kit.controller import Run, find_backend, guide
+from guidance_kit.controller import Run, find_backend, guide, image_arguments
 from guidance_kit.errors import GuidanceKitError, InvalidParameterError, UnsupportedPipelineError
 from guidance_kit.files import check_image_source, open_image
 from guidance_kit.recipe import Recipe
@@ -124,7 +124,7 @@ def generate(
     context = nullcontext(None) if recipe is None else guide(loaded.pipe, recipe, execution=execution)
     with context as run:
         out = loaded.pipe(
-            image=image,
+            **image_arguments(loaded.pipe, image),
             num_inference_steps=steps,
             generator=torch.Generator().manual_seed(seed),
             output_type="np",

@@ -579,14 +579,8 @@ def _kandinsky5() -> tuple[Any, dict[str, Any]]:
     return pipe, kwargs
 
 
-def _cosmos2() -> tuple[Any, dict[str, Any]]:
-    from diffusers import (
-        ConfigMixin,
-        Cosmos2VideoToWorldPipeline,
-        CosmosTransformer3DModel,
-        FlowMatchEulerDiscreteScheduler,
-        ModelMixin,
-    )
+def _no_safety_checker() -> Any:
+    from diffusers import ConfigMixin, ModelMixin
 
     class NoSafetyChecker(ModelMixin, ConfigMixin):
         """Cosmos pipelines require a guardrail (the cosmos_guardrail package); latent output
@@ -602,8 +596,14 @@ def _cosmos2() -> tuple[Any, dict[str, Any]]:
         def check_video_safety(self, video: Any) -> Any:
             return video
 
+    return NoSafetyChecker()
+
+
+def _cosmos_transformer() -> Any:
+    from diffusers import CosmosTransformer3DModel
+
     torch.manual_seed(0)
-    transformer = CosmosTransformer3DModel(
+    return CosmosTransformer3DModel(
         in_channels=16 + 1,  # latents and the condition mask
         out_channels=16,
         num_attention_heads=2,
@@ -617,15 +617,39 @@ def _cosmos2() -> tuple[Any, dict[str, Any]]:
         # The released model also concatenates the (all-zero) padding mask, which needs torchvision.
         concat_padding_mask=False,
     )
+
+
+def _cosmos2() -> tuple[Any, dict[str, Any]]:
+    from diffusers import Cosmos2VideoToWorldPipeline, FlowMatchEulerDiscreteScheduler
+
     pipe = Cosmos2VideoToWorldPipeline(
         text_encoder=None,
         tokenizer=None,
-        transformer=transformer,
+        transformer=_cosmos_transformer(),
         vae=_wan_vae(),
         scheduler=FlowMatchEulerDiscreteScheduler(use_karras_sigmas=True),
-        safety_checker=NoSafetyChecker(),
+        safety_checker=_no_safety_checker(),
     )
     kwargs = _call(7.0)
+    return pipe, kwargs
+
+
+def _cosmos25() -> tuple[Any, dict[str, Any]]:
+    from diffusers import Cosmos2_5_PredictBasePipeline, UniPCMultistepScheduler
+
+    pipe = Cosmos2_5_PredictBasePipeline(
+        text_encoder=None,
+        tokenizer=None,
+        transformer=_cosmos_transformer(),
+        vae=_wan_vae(),
+        # The release's sampler: UniPC on flow sigmas.
+        scheduler=UniPCMultistepScheduler(
+            use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=5.0
+        ),
+        safety_checker=_no_safety_checker(),
+    )
+    # Image2World through a one-frame video (see the backend's image_arguments).
+    kwargs = _call(7.0, num_latent_conditional_frames=1)
     return pipe, kwargs
 
 
@@ -892,6 +916,7 @@ _BUILDERS: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
     "chronoedit": _chronoedit,
     "kandinsky5": _kandinsky5,
     "cosmos2": _cosmos2,
+    "cosmos2.5": _cosmos25,
     "motif-video": _motif,
     "hunyuan-video-1.5": _hunyuan15,
     "skyreels-v2-df": _skyreels_df,

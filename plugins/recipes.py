@@ -45,6 +45,7 @@ DEFAULTS = {
     "chronoedit": not_in_paper("ChronoEdit"),
     "kandinsky5": not_in_paper("Kandinsky 5"),
     "cosmos2": not_in_paper("Cosmos-Predict2"),
+    "cosmos2.5": not_in_paper("Cosmos-Predict2.5"),
     "motif-video": not_in_paper("Motif-Video"),
     "hunyuan-video-1.5": not_in_paper("HunyuanVideo 1.5"),
     "skyreels-v2-df": not_in_paper("SkyReels-V2 diffusion forcing"),

@@ -3,6 +3,7 @@ import warnings
 import pytest
 import torch
 
+from guidance_kit.controller import image_arguments
 from guidance_kit.tiny import tiny_image, tiny_pipeline
 
 warnings.filterwarnings("ignore", message=".*should be kept in float32.*")
@@ -30,7 +31,7 @@ def image():
 def run_pipe(pipe, kwargs, image, steps=6, seed=0, **extra):
     call = {**kwargs, **extra}
     out = pipe(
-        image=image,
+        **image_arguments(pipe, image),
         num_inference_steps=steps,
         generator=torch.Generator().manual_seed(seed),
         output_type="latent",

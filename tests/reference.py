@@ -926,3 +926,51 @@ def ltx2(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
     audio = pipe._denormalize_audio_latents(audio, pipe.audio_vae.latents_mean, pipe.audio_vae.latents_std)
     audio = pipe._unpack_audio_latents(audio, af, num_mel_bins=mel // pipe.audio_vae_mel_compression_ratio)
     return video, audio
+
+
+@torch.no_grad()
+def cosmos25(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
+    """Cosmos-Predict2.5, the image passed as a one-frame video: the video is the image repeated
+    to num_frames; clean conditioning latents on the leading latent frames (condition mask), at
+    timestep ``conditional_frame_timestep`` there and sigma elsewhere; velocity predictions whose
+    conditioning frames get the ground-truth velocity (x_0 - clean) * mask; the "original" CFG
+    c + w (c - u) = u + (1 + w)(c - u)."""
+    dtype = pipe.transformer.dtype
+    gen = torch.Generator().manual_seed(seed)
+    pos, neg = kw["prompt_embeds"].to(dtype), kw["negative_prompt_embeds"].to(dtype)
+    w = kw["guidance_scale"]
+    height, width, frames = kw["height"], kw["width"], kw["num_frames"]
+    video = pipe.video_processor.preprocess_video([image], height, width)
+    video = video.repeat(1, 1, frames, 1, 1).to(pipe.vae.dtype)
+    latents, clean, mask, indicator = pipe.prepare_latents(
+        video, 1, pipe.transformer.config.in_channels - 1, height, width, 1, frames, True, torch.float32, "cpu", gen
+    )
+    pipe.scheduler.set_timesteps(steps, device="cpu")
+    mask = mask.to(dtype)
+    gt_velocity = (latents - clean) * mask
+    n = int(indicator.sum())
+    filtered = torch.cat([downup(clean[:, :, :n], factor), clean[:, :, n:]], dim=2)
+    padding = latents.new_zeros(1, 1, height, width, dtype=dtype)
+    for i, t in enumerate(pipe.scheduler.timesteps):
+        sigma = pipe.scheduler.sigmas[i].expand(1).to(torch.float32)
+        timestep = indicator * 0.0001 + (1 - indicator) * sigma.view(1, 1, 1, 1, 1)
+
+        def v(condition, text):  # noqa: ANN001
+            hidden = (mask * condition + (1 - mask) * latents).to(dtype)
+            d = pipe.transformer(
+                hidden_states=hidden,
+                condition_mask=mask,
+                timestep=timestep,
+                encoder_hidden_states=text,
+                padding_mask=padding,
+                return_dict=False,
+            )[0]
+            return gt_velocity + d * (1 - mask)
+
+        u0 = v(clean, neg)
+        if window(i, steps, end):
+            pred = alg_eps(u0, v(filtered, pos), v(filtered, neg), 1 + w)
+        else:
+            pred = u0 + (1 + w) * (v(clean, pos) - u0)
+        latents = pipe.scheduler.step(pred, t, latents, return_dict=False)[0]
+    return latents

@@ -21,6 +21,9 @@ TOLERANCE["kandinsky5"] = 1e-6
 # the pipeline through the unconditional prediction (scaled by (1 + w) / w there), which rounds
 # differently from the reference's three predictions. Measured: 3.1e-7 (plain CFG: 0).
 TOLERANCE["cosmos2"] = 1e-6
+# Cosmos 2.5 keeps its latents in float32: the correction through the unconditional prediction
+# rounds differently from the reference's three predictions before that. Measured 1.2e-7 (plain: 0).
+TOLERANCE["cosmos2.5"] = 1e-6
 LOOPS = {
     "wan2.1": reference.wan,
     "wan2.2-a14b": reference.wan,
@@ -36,6 +39,7 @@ LOOPS = {
     "chronoedit": reference.chronoedit,
     "kandinsky5": reference.kandinsky5,
     "cosmos2": reference.cosmos2,
+    "cosmos2.5": reference.cosmos25,
     "motif-video": reference.motif,
     "hunyuan-video-1.5": reference.hunyuan15,
     "skyreels-v2-df": reference.skyreels_df,

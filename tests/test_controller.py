@@ -22,6 +22,7 @@ CFG = [
     "chronoedit",
     "kandinsky5",
     "cosmos2",
+    "cosmos2.5",
     "motif-video",
     "hunyuan-video-1.5",
     "skyreels-v2-df",
@@ -416,3 +417,11 @@ def test_kandinsky5_pixel_space_encodes_the_filtered_image(image):
     with pytest.raises(gk.GuidanceKitError, match="encodes no image when latents are given"):
         with gk.guide(pipe, window(space="pixel")):
             run_pipe(pipe, kwargs, image, 2, latents=torch.zeros(1, 5, 4, 4, 9, dtype=torch.float64))
+
+
+def test_cosmos25_text2world_has_no_image_to_filter(image):
+    pipe, kwargs = pipeline("cosmos2.5")
+    with pytest.raises(gk.GuidanceKitError, match="no conditioning frames"):
+        with gk.guide(pipe, window()):
+            pipe(num_inference_steps=2, output_type="latent", **kwargs)
+    assert run_pipe(pipe, kwargs, image, 2).shape[2] == 3  # the image call still works afterwards

@@ -5,7 +5,7 @@ from __future__ import annotations
 from guidance_kit.backend import Backend
 from guidance_kit.hookspecs import hookimpl
 from guidance_kit.plugins.backends.cogvideox import CogVideoXBackend
-from guidance_kit.plugins.backends.cosmos import Cosmos2Backend
+from guidance_kit.plugins.backends.cosmos import Cosmos2Backend, Cosmos25Backend
 from guidance_kit.plugins.backends.hunyuan import HunyuanSkyreelsBackend, HunyuanVideoBackend
 from guidance_kit.plugins.backends.hunyuan15 import HunyuanVideo15Backend
 from guidance_kit.plugins.backends.kandinsky import Kandinsky5Backend
@@ -35,6 +35,7 @@ BUILTIN_BACKENDS = (
     ChronoEditBackend(),
     Kandinsky5Backend(),
     Cosmos2Backend(),
+    Cosmos25Backend(),
     MotifVideoBackend(),
     HunyuanVideo15Backend(),
     SkyReelsV2DFBackend(),

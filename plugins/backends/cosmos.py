@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from guidance_kit.backend import Arguments, Backend, replace_channels
+from guidance_kit.errors import GuidanceKitError
 
 
 class Cosmos2Backend(Backend):
@@ -46,3 +47,32 @@ class Cosmos2Backend(Backend):
     def pixel_condition(self, pipe: Any, output: Any, args: Arguments) -> torch.Tensor:
         # prepare_latents returns (latents, clean latents of the padded video, cond indicator, ...)
         return output[1][:, :, : self._frames(output[2])]
+
+
+class Cosmos25Backend(Cosmos2Backend):
+    """Cosmos-Predict2.5 (``Cosmos2_5_PredictBasePipeline``): as Cosmos 2, the conditioning latent
+    frames replace the leading frames of ``hidden_states`` (``condition_mask`` marks them, at
+    timestep ``conditional_frame_timestep``), one call per CFG branch, conditional first. The
+    predictions are velocities whose conditioning frames the pipeline overwrites with the
+    ground-truth velocity (a copy), and it combines c + w * (c - u) = u + (1 + w) * (c - u)."""
+
+    name = "cosmos2.5"
+    pipelines = ("Cosmos2_5_PredictBasePipeline",)
+    description = "Cosmos-Predict2.5 Image2World / Video2World (velocity-space CFG c + w (c - u))"
+
+    def image_arguments(self, pipe: Any, image: Any) -> dict[str, Any]:
+        # Its image= path converts with torchvision; a one-frame video= conditions on the same
+        # latent frame (the VAE is causal: latent frame 0 sees pixel frame 0 only) without it.
+        return {"video": [image]}
+
+    def get_condition(self, pipe: Any, args: Arguments) -> torch.Tensor:
+        if self._frames(args["condition_mask"]) == 0:
+            raise GuidanceKitError(
+                "cosmos2.5: this call has no conditioning frames (Text2World), so there is no image to "
+                "filter; pass image= or video= to guide it"
+            )
+        return super().get_condition(pipe, args)
+
+    def pixel_condition(self, pipe: Any, output: Any, args: Arguments) -> torch.Tensor:
+        # prepare_latents returns (latents, clean latents of the padded video, cond mask, cond indicator)
+        return output[1][:, :, : self._frames(output[3])]
