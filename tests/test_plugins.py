@@ -356,3 +356,24 @@ def test_stale_builtin_entry_points_of_an_older_install_are_ignored(tmp_path):
     fake_distribution(tmp_path, "guidance-kit", {"filters": "no_such_module", "flow": "no_such_module"}, {})
     result = probe(tmp_path)
     assert result["errors"] == [] and result["listed"]["filter"]["downup"] == "filters"
+
+
+def test_backend_table_names_every_backend_and_existing_tests():
+    """docs/backends/index.md's invariants table lists every registered backend and pipeline
+    class, and every test it names exists."""
+    import re
+    from pathlib import Path
+
+    from guidance_kit import registry
+
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "docs" / "backends" / "index.md").read_text()
+    table = text[text.index("## Tested invariants") :]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    for name, backend in registry.tables()["backend"].items():
+        assert any(f"| `{name}` |" in row for row in rows), f"backend {name!r} has no row"
+        for pipeline in backend.pipelines:
+            assert any(row.startswith(f"| `{pipeline}`") for row in rows), f"{pipeline} has no row"
+    sources = "".join(p.read_text() for p in (root / "tests").glob("test_*.py"))
+    for test in set(re.findall(r"`(test_\w+)`", table)):
+        assert f"def {test}(" in sources, f"the table names {test}, which does not exist"
