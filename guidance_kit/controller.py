@@ -200,9 +200,18 @@ def guide(
     context (``"sequential"``, lower peak memory; chosen automatically for a denoiser that
     carries a stateful diffusers hook such as a cache). The pipeline is restored exactly on
     exit, also after an exception.
+
+    A diffusers modular pipeline gets its CFG guiders swapped for low-pass guiders instead
+    (:func:`guidance_kit.modular.guide`, which yields a ``ModularRun``).
     """
     if execution not in EXECUTIONS:
         raise InvalidParameterError(f"execution must be one of {list(EXECUTIONS)}, got {execution!r}")
+    from guidance_kit import modular  # lazy: guidance_kit.modular imports this module
+
+    if modular.is_modular(pipe):  # a guider swap, not hooks (every guider batch is a call of its own)
+        with modular.guide(pipe, recipe, backend=backend) as modular_run:
+            yield modular_run
+        return
     chosen = find_backend(pipe, backend)
     recipe = resolve_recipe(recipe, chosen)
     mode = registry.lookup("mode", recipe.mode)

@@ -443,11 +443,6 @@ def test_a_transformer_without_image_channels_is_refused(image):
     assert not t2v._forward_pre_hooks
 
 
-@pytest.mark.xfail(
-    raises=gk.UnsupportedPipelineError,
-    strict=True,
-    reason="gk.guide does not dispatch modular pipelines to guidance_kit.modular.guide yet (docs/modular.md)",
-)
 def test_gk_guide_installs_the_guider_on_a_modular_pipeline(image):
     # gk.guide dispatches modular pipelines to guidance_kit.modular.guide (controller.guide).
     mp, kw = modular_pipeline("wan2.1")
