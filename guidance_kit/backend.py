@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from guidance_kit.errors import UnsupportedPipelineError
+from guidance_kit.errors import GuidanceKitError, UnsupportedPipelineError
 
 Arguments = dict[str, Any]
 
@@ -149,3 +149,28 @@ def replace_channels(x: torch.Tensor, dim: int, start: int, stop: int, part: tor
     size = x.shape[dim]
     pieces = [x.narrow(dim, 0, start), part.to(x.dtype), x.narrow(dim, stop, size - stop)]
     return torch.cat([p for p in pieces if p.shape[dim] > 0], dim=dim)
+
+
+def guider_weight(backend: str, guider: Any) -> float:
+    """The scale a in u + a (c - u) that a diffusers ``ClassifierFreeGuidance`` guider applies
+    (w, or 1 + w for its original formulation c + w (c - u)). Any other guider, or one with
+    ``guidance_rescale``, is refused: its combination is not affine, so ALG's fold would not give
+    U(I) + a (C(LP I) - U(LP I)) through it."""
+    if type(guider).__name__ != "ClassifierFreeGuidance" or getattr(guider, "guidance_rescale", 0) > 0:
+        raise GuidanceKitError(
+            f"{backend}: ALG needs the guider's combination to be affine (ClassifierFreeGuidance without "
+            f"guidance_rescale), got {type(guider).__name__} "
+            f"(guidance_rescale={getattr(guider, 'guidance_rescale', None)})"
+        )
+    w = guider.guidance_scale
+    return 1.0 + w if guider.use_original_formulation else w
+
+
+def filter_raw_image(
+    pipe: Any, image: Any, args: Arguments, lowpass: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """For a pixel method that takes the raw (PIL) image and preprocesses it itself: the image
+    low-passed as a [0, 1] tensor, which it normalises like an image (a tensor with values below
+    0, as filter ringing makes, would skip normalisation: hence the clamp)."""
+    pixels = pipe.video_processor.preprocess(image, height=args["height"], width=args["width"])
+    return lowpass((pixels.to(args["dtype"]) + 1) / 2).clamp(0, 1)

@@ -10,24 +10,11 @@ pipeline holds (``cond_inplace``), exact for any affine combination u + a (c - u
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from guidance_kit.backend import Arguments, Backend, replace_channels
-from guidance_kit.errors import GuidanceKitError
-
-
-def check_affine_guider(backend: str, guider: Any) -> None:
-    """Refuse a guider whose combination is not u + a (c - u) of two predictions: ALG's fold
-    would not give U(I) + a (C(LP I) - U(LP I)) through it."""
-    if type(guider).__name__ != "ClassifierFreeGuidance" or getattr(guider, "guidance_rescale", 0) > 0:
-        raise GuidanceKitError(
-            f"{backend}: ALG needs the guider's combination to be affine (ClassifierFreeGuidance without "
-            f"guidance_rescale), got {type(guider).__name__} "
-            f"(guidance_rescale={getattr(guider, 'guidance_rescale', None)})"
-        )
+from guidance_kit.backend import Arguments, Backend, filter_raw_image, guider_weight, replace_channels
 
 
 class HunyuanVideo15Backend(Backend):
@@ -51,17 +38,14 @@ class HunyuanVideo15Backend(Backend):
     description = "HunyuanVideo 1.5 image-to-video (channel concat; classifier-free guidance guider)"
 
     def guidance_weight(self, pipe: Any, denoiser: str) -> float:
-        guider = pipe.guider
-        check_affine_guider(self.name, guider)
-        w = guider.guidance_scale
-        return 1.0 + w if guider.use_original_formulation else w  # c + w (c - u) = u + (1 + w)(c - u)
+        return guider_weight(self.name, pipe.guider)
 
     @staticmethod
     def _z(pipe: Any) -> int:
         return pipe.vae.config.latent_channels
 
     def get_condition(self, pipe: Any, args: Arguments) -> torch.Tensor:
-        check_affine_guider(self.name, pipe.guider)
+        guider_weight(self.name, pipe.guider)  # refuses a guider that is not affine
         z = self._z(pipe)
         return args["hidden_states"][:, z : 2 * z]
 
@@ -69,14 +53,7 @@ class HunyuanVideo15Backend(Backend):
         z = self._z(pipe)
         return {**args, "hidden_states": replace_channels(args["hidden_states"], 1, z, 2 * z, condition)}
 
-    def filter_pixel_image(
-        self, pipe: Any, image: Any, args: Arguments, lowpass: Callable[[torch.Tensor], torch.Tensor]
-    ) -> torch.Tensor:
-        # The method receives the (resized) PIL image and preprocesses it itself. Hand it the
-        # filtered image as a [0, 1] tensor, which it normalises like an image (a tensor below 0
-        # would skip normalisation).
-        pixels = pipe.video_processor.preprocess(image, height=args["height"], width=args["width"])
-        return lowpass((pixels.to(args["dtype"]) + 1) / 2).clamp(0, 1)
+    filter_pixel_image = staticmethod(filter_raw_image)  # the method gets the (resized) PIL image
 
     def pixel_condition(self, pipe: Any, output: Any, args: Arguments) -> torch.Tensor:
         return output[0]  # (latent condition [b, z, F, h, w] with zeros after frame 0, mask)

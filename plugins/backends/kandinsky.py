@@ -4,12 +4,11 @@ conditional first, each with its own text positions."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from guidance_kit.backend import Arguments, Backend
+from guidance_kit.backend import Arguments, Backend, filter_raw_image
 from guidance_kit.errors import GuidanceKitError
 
 
@@ -32,13 +31,7 @@ class Kandinsky5Backend(Backend):
         hidden[:, :1, :, :, : self._c(pipe)] = condition.permute(0, 2, 3, 4, 1)
         return {**args, "hidden_states": hidden}
 
-    def filter_pixel_image(
-        self, pipe: Any, image: Any, args: Arguments, lowpass: Callable[[torch.Tensor], torch.Tensor]
-    ) -> torch.Tensor:
-        # prepare_latents preprocesses a raw image itself. Hand it the filtered image as a [0, 1]
-        # tensor, which it normalises like an image (a tensor below 0 would skip normalisation).
-        pixels = pipe.video_processor.preprocess(image, height=args["height"], width=args["width"])
-        return lowpass((pixels.to(args["dtype"]) + 1) / 2).clamp(0, 1)
+    filter_pixel_image = staticmethod(filter_raw_image)  # prepare_latents gets the raw image
 
     def pixel_condition(self, pipe: Any, output: Any, args: Arguments) -> torch.Tensor:
         if args.get("latents") is not None:

@@ -9,8 +9,7 @@ from typing import Any
 
 import torch
 
-from guidance_kit.backend import Arguments, Backend, replace_channels
-from guidance_kit.errors import GuidanceKitError
+from guidance_kit.backend import Arguments, Backend, guider_weight, replace_channels
 
 
 class MotifVideoBackend(Backend):
@@ -30,17 +29,7 @@ class MotifVideoBackend(Backend):
     description = "Motif-Video image-to-video (channel concat; classifier-free guidance guider)"
 
     def guidance_weight(self, pipe: Any, denoiser: str) -> float:
-        guider = pipe.guider
-        # Only the plain two-prediction CFG combination is affine: other guiders (APG, rescaled
-        # CFG) would not give U(I) + w * (C(LP I) - U(LP I)).
-        if type(guider).__name__ != "ClassifierFreeGuidance" or guider.guidance_rescale > 0:
-            raise GuidanceKitError(
-                f"motif-video: ALG needs the guider's combination to be affine (ClassifierFreeGuidance "
-                f"without guidance_rescale), got {type(guider).__name__} "
-                f"(guidance_rescale={getattr(guider, 'guidance_rescale', None)})"
-            )
-        w = guider.guidance_scale
-        return 1.0 + w if guider.use_original_formulation else w  # c + w (c - u) = u + (1 + w)(c - u)
+        return guider_weight(self.name, pipe.guider)
 
     @staticmethod
     def _z(pipe: Any) -> int:
