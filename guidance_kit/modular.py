@@ -27,6 +27,9 @@ same recipes drive classic pipelines (``gk.guide``) and modular ones. The guider
 ``ConfigMixin``: its config holds the recipe as a plain mapping, so ``save_pretrained`` /
 ``from_pretrained``, ``from_config`` and ``new()`` round-trip it.
 
+:class:`LowPassLTX2Guidance` does the same for diffusers' ``LTX2Guidance`` (the modular LTX-2
+loop: CFG, spatio-temporal guidance and modality-isolation passes, a video and an audio guider).
+
 Two entry points: install a guider yourself (``pipe.update_components(guider=LowPassGuidance(...))``,
 Wan 2.2 also ``guider_2``), or let :func:`guide` swap the pipeline's ClassifierFreeGuidance guiders
 for equivalent low-pass guiders inside a ``with`` block and restore them on exit.
@@ -211,14 +214,25 @@ class LowPassGuidance(BaseGuidance):
         enabled: bool = True,
         layout: str | None = None,
     ):
+        self._start_low_pass(start, stop, enabled, recipe, layout)
+        self.guidance_scale = _number("guidance_scale", guidance_scale)
+        self.guidance_rescale = _number("guidance_rescale", guidance_rescale, 0.0, 1.0)
+        self.use_original_formulation = bool(use_original_formulation)
+        self._plan = self._plain_plan(self._is_cfg_enabled())
+
+    def _start_low_pass(
+        self, start: float, stop: float, enabled: bool, recipe: Any, layout: str | None
+    ) -> None:
+        """BaseGuidance's set-up, the recipe (resolved, checked, stored in the config as a mapping)
+        and the run-time state; the subclass's own parameters are set after this."""
         try:
-            super().__init__(start, stop, enabled)
+            BaseGuidance.__init__(self, start, stop, enabled)
         except ValueError as exc:  # BaseGuidance's start/stop checks
             raise InvalidParameterError(str(exc)) from None
         recipe = _resolve_recipe(recipe)
         if recipe.space != "latent":
             raise InvalidParameterError(
-                f"LowPassGuidance filters the VAE latent of the image (space 'latent'); recipe space "
+                f"{type(self).__name__} filters the VAE latent of the image (space 'latent'); recipe space "
                 f"{recipe.space!r} needs the pipeline's own encode path: use the classic pipeline with "
                 "gk.guide, or recipe.replace(space='latent')"
             )
@@ -226,9 +240,6 @@ class LowPassGuidance(BaseGuidance):
             find_layout(torch.nn.Module(), layout)  # an unknown name fails here, not mid-loop
         self.recipe = recipe
         self.mode = registry.lookup("mode", recipe.mode)
-        self.guidance_scale = _number("guidance_scale", guidance_scale)
-        self.guidance_rescale = _number("guidance_rescale", guidance_rescale, 0.0, 1.0)
-        self.use_original_formulation = bool(use_original_formulation)
         self.layout = layout
         # The config holds the recipe as a mapping, so it serialises like any guider's.
         self.register_to_config(recipe=json.loads(json.dumps(recipe.to_dict())))
@@ -236,7 +247,7 @@ class LowPassGuidance(BaseGuidance):
         self._scheduler: Any = None  # for noise-level schedules: see set_scheduler
         self._denoiser_name: str | None = None  # recorded in the trace (set by guide())
         self._run: ModularRun | None = None
-        self._plan: list[tuple[str, Prediction, int]] = self._plain_plan(self._is_cfg_enabled())
+        self._plan: list[tuple[str, Prediction, int]] = []
         self._filtering = False
         self._strength = 0.0
         self._scale: float | None = None  # a after the recipe's guidance schedule, where it changes it
@@ -339,17 +350,17 @@ class LowPassGuidance(BaseGuidance):
             )
         return plan + extras
 
+    def _within_window(self) -> bool:
+        if self._num_inference_steps is None:
+            return True
+        first = int(self._start * self._num_inference_steps)
+        last = int(self._stop * self._num_inference_steps)
+        return first <= self._step < last
+
     def _is_cfg_enabled(self) -> bool:
-        # ClassifierFreeGuidance's rule, so the two guiders agree on every step.
-        if not self._enabled:
-            return False
-        within = True
-        if self._num_inference_steps is not None:
-            first = int(self._start * self._num_inference_steps)
-            last = int(self._stop * self._num_inference_steps)
-            within = first <= self._step < last
+        # ClassifierFreeGuidance's rule (LTX2Guidance's too), so the guiders agree on every step.
         neutral = 0.0 if self.use_original_formulation else 1.0
-        return within and not math.isclose(self.guidance_scale, neutral)
+        return self._enabled and self._within_window() and not math.isclose(self.guidance_scale, neutral)
 
     @property
     def num_conditions(self) -> int:
@@ -358,7 +369,8 @@ class LowPassGuidance(BaseGuidance):
     @property
     def is_conditional(self) -> bool:
         index = self._count_prepared - 1
-        return 0 <= index < len(self._plan) and self._plan[index][1].branch == "cond"
+        plan = self._model_plan()
+        return 0 <= index < len(plan) and plan[index][1].branch == "cond"
 
     @property
     def is_filtered(self) -> bool:
@@ -387,22 +399,31 @@ class LowPassGuidance(BaseGuidance):
         self._count_prepared += 1
         self._remove_hook()
         index = self._count_prepared - 1
-        if index >= len(self._plan):
+        plan = self._model_plan()
+        if index >= len(plan):
             raise GuidanceKitError(
-                f"LowPassGuidance prepared {len(self._plan)} batch(es) for step {self._step} "
-                f"({', '.join(p[0] for p in self._plan)}), and the loop runs a batch more: the denoise "
+                f"{type(self).__name__} prepared {len(plan)} batch(es) for step {self._step} "
+                f"({', '.join(p[0] for p in plan)}), and the loop runs a batch more: the denoise "
                 "block must call prepare_models once per batch of prepare_inputs(_from_block_state)"
+                + self._extra_batch_hint()
             )
         if self._record is not None:
             self._record.passes += 1
             self._record.calls += 1
-        if self._plan[index][1].image == "lowpass":
+        if plan[index][1].image == "lowpass":
             layout = self._layout_for(denoiser)
             hook = torch.compiler.disable(functools.partial(self._swap_condition, layout))
             self._handle = denoiser.register_forward_pre_hook(hook, with_kwargs=True, prepend=True)
 
     def cleanup_models(self, denoiser: torch.nn.Module) -> None:
         self._remove_hook()
+
+    def _model_plan(self) -> list[tuple[str, Prediction, int]]:
+        """The batches the loop runs this step, in order, between prepare_models and cleanup_models."""
+        return self._plan
+
+    def _extra_batch_hint(self) -> str:
+        return ""
 
     def _remove_hook(self) -> None:
         if self._handle is not None:
@@ -476,6 +497,257 @@ class LowPassGuidance(BaseGuidance):
         return GuiderOutput(pred=pred, pred_cond=c, pred_uncond=u)
 
 
+class LowPassLTX2Guidance(LowPassGuidance):
+    """diffusers' ``LTX2Guidance`` (CFG, spatio-temporal guidance and modality isolation, combined
+    in x0 space) whose conditional passes see a low-passed image condition on the steps a
+    guidance_kit recipe filters: ALG on the modular LTX-2 pipelines.
+
+    One instance drives one modality, as ``LTX2Guidance`` does: the pipeline's video ``guider``
+    and its ``audio_guider`` each get one, with their own scales and the same recipe.
+
+    Args:
+        recipe: as for :class:`LowPassGuidance` (latent space; no guidance-scale schedule: each
+            modality has its own scales, as in the classic ``ltx-2`` backend, which refuses it too).
+        guidance_scale, stg_scale, modality_scale, guidance_rescale,
+        spatio_temporal_guidance_blocks, start, stop, enabled: as in ``LTX2Guidance``.
+        layout: as for :class:`LowPassGuidance` (default: from the denoiser's class).
+
+    Batches per step: ``LTX2Guidance``'s (``pred_cond``, then ``pred_uncond``, ``pred_cond_stg``,
+    ``pred_cond_modality`` where active) on unfiltered steps, combined by its code operation for
+    operation; on a filtered step with ALG ``pred_cond`` = C(LP I), ``pred_uncond`` = U(I),
+    ``pred_cond_stg`` = STG(LP I), ``pred_cond_modality`` = MOD(LP I) and ``pred_uncond_lowpass``
+    = U(LP I) (input-field slot 1, the negative text; the loop gives its unknown identifier no STG
+    blocks and no isolation), combined into
+
+        U(I) + w (C(LP I) - U(LP I)) + s (C(LP I) - STG(LP I)) + (m - 1)(C(LP I) - MOD(LP I)),
+
+    rescaled (``guidance_rescale``) against c = C(LP I) + U(I) - U(LP I): ``LTX2Guidance``'s
+    combination of c, u = U(I) and the extra passes shifted by c - C(LP I), as the classic backend
+    does. The LTX-2 loop calls ``prepare_models`` on the video guider only, once per batch of the
+    union (by identifier, video first) of both guiders' batches; :meth:`pair` tells the video
+    guider its audio partner so it swaps the image for the right batches (:func:`guide` pairs them).
+    """
+
+    _input_predictions = [
+        "pred_cond",
+        "pred_uncond",
+        "pred_cond_stg",
+        "pred_cond_modality",
+        "pred_uncond_lowpass",
+        "pred_cond_lowpass",
+    ]
+    # LTX2Guidance's input-field slots: [cond, uncond, stg, modality]
+    _SLOTS: ClassVar[dict[str, int]] = {"pred_cond_stg": 2, "pred_cond_modality": 3}
+
+    @register_to_config
+    def __init__(
+        self,
+        recipe: Any = "alg",
+        guidance_scale: float = 1.0,
+        stg_scale: float = 0.0,
+        modality_scale: float = 1.0,
+        guidance_rescale: float = 0.0,
+        spatio_temporal_guidance_blocks: list[int] | None = None,
+        start: float = 0.0,
+        stop: float = 1.0,
+        enabled: bool = True,
+        layout: str | None = None,
+    ):
+        self._start_low_pass(start, stop, enabled, recipe, layout)
+        if self.recipe.guidance is not None:
+            raise InvalidParameterError(
+                "LowPassLTX2Guidance: the recipe has a guidance-scale schedule; LTX-2 combines CFG, STG and "
+                "modality terms with per-modality scales, so no single w follows it (the classic 'ltx-2' "
+                "backend refuses it too): drop recipe.guidance"
+            )
+        self.guidance_scale = _number("guidance_scale", guidance_scale)
+        self.stg_scale = _number("stg_scale", stg_scale)
+        self.modality_scale = _number("modality_scale", modality_scale)
+        self.guidance_rescale = _number("guidance_rescale", guidance_rescale, 0.0, 1.0)
+        self.use_original_formulation = False  # LTX2Guidance's delta formulation: neutral scale 1
+        if spatio_temporal_guidance_blocks is not None and (
+            isinstance(spatio_temporal_guidance_blocks, str | bytes)
+            or not all(
+                isinstance(b, int) and not isinstance(b, bool) for b in spatio_temporal_guidance_blocks
+            )
+        ):
+            raise InvalidParameterError(
+                f"spatio_temporal_guidance_blocks must be a list of block indices, got "
+                f"{shown(spatio_temporal_guidance_blocks)}"
+            )
+        self.spatio_temporal_guidance_blocks = spatio_temporal_guidance_blocks
+        self._audio: LowPassLTX2Guidance | None = None  # the partner whose batches the loop adds
+        self._union: list[tuple[str, Prediction, int]] | None = None
+        self._plan = self._plain_plan(self._is_cfg_enabled())
+
+    def pair(self, audio_guider: LowPassLTX2Guidance | None) -> None:
+        """Tell this (video) guider which audio guider the loop unions its batches with, so the
+        image is swapped for the right batches when the audio guider has a pass this one has not
+        (``None`` unpairs)."""
+        if audio_guider is not None and (
+            not isinstance(audio_guider, LowPassLTX2Guidance) or audio_guider is self
+        ):
+            raise InvalidParameterError(
+                f"pair() takes the audio LowPassLTX2Guidance (another instance), got {shown(audio_guider)}"
+            )
+        self._audio = audio_guider
+
+    # LTX2Guidance's per-term checks (the loop reads spatio_temporal_guidance_blocks off the video guider).
+    def is_cfg_enabled(self) -> bool:
+        return self._is_cfg_enabled()
+
+    def is_stg_enabled(self) -> bool:
+        return self._enabled and self._within_window() and not math.isclose(self.stg_scale, 0.0)
+
+    def is_modality_enabled(self) -> bool:
+        return self._enabled and self._within_window() and not math.isclose(self.modality_scale, 1.0)
+
+    def active_predictions(self) -> list[str]:
+        """The identifiers of this step's batches (the LTX-2 loop combines each modality's own)."""
+        return [name for name, _, _ in self._plan]
+
+    @property
+    def is_conditional(self) -> bool:
+        # As LTX2Guidance: not load-bearing (read without pairing checks between steps).
+        plan = self._union if self._union is not None else self._plan
+        index = self._count_prepared - 1
+        return not 0 <= index < len(plan) or plan[index][1].branch == "cond"
+
+    def set_state(self, step: int, num_inference_steps: int, timestep: torch.LongTensor) -> None:
+        self._union = None
+        super().set_state(step, num_inference_steps, timestep)
+
+    def _extras(self, image: str) -> list[tuple[str, Prediction, int]]:
+        """The STG and modality-isolation passes: the conditional text, the image of the mode's
+        conditional prediction."""
+        p = Prediction("cond", image)
+        names = [
+            n
+            for n, on in (
+                ("pred_cond_stg", self.is_stg_enabled()),
+                ("pred_cond_modality", self.is_modality_enabled()),
+            )
+            if on
+        ]
+        return [(n, p, self._SLOTS[n]) for n in names]
+
+    def _plain_plan(self, cfg: bool) -> list[tuple[str, Prediction, int]]:  # type: ignore[override]
+        plan = [("pred_cond", C_I, 0)] + ([("pred_uncond", U_I, 1)] if cfg else [])
+        return plan + self._extras("original")
+
+    def _mode_plan(self, cfg: bool) -> list[tuple[str, Prediction, int]]:
+        plan = super()._mode_plan(cfg)
+        extras = self._extras(self._conditional(cfg).image)
+        primaries = [item for item in plan if item[0] in ("pred_cond", "pred_uncond")]
+        return primaries + extras + [item for item in plan if item not in primaries]
+
+    def _conditional(self, cfg: bool) -> Prediction:
+        """The mode's one conditional prediction, whose image and shift the extra passes take."""
+        conds = list(dict.fromkeys(p for p in self.mode.predictions(cfg) if p.branch == "cond"))
+        if len(conds) != 1 and (self.is_stg_enabled() or self.is_modality_enabled()):
+            raise GuidanceKitError(
+                f"guidance mode {self.mode.name!r} has {len(conds)} conditional predictions; LTX-2's STG and "
+                "modality-isolation passes need exactly one (their image and shift)"
+            )
+        return conds[0]
+
+    def _model_plan(self) -> list[tuple[str, Prediction, int]]:
+        if self._audio is None:
+            return self._plan
+        if self._union is None:
+            self._union = self._unite(self._audio)
+        return self._union
+
+    def _unite(self, audio: LowPassLTX2Guidance) -> list[tuple[str, Prediction, int]]:
+        """The batches in the loop's order: this guider's, then the audio guider's others (the
+        LTX-2 loop unions them by identifier, video first, and runs each once)."""
+        if (audio._step, audio._num_inference_steps) != (self._step, self._num_inference_steps):
+            raise GuidanceKitError(
+                f"LowPassLTX2Guidance: the audio guider is at step {audio._step} of {audio._num_inference_steps}, "
+                f"the video guider at {self._step} of {self._num_inference_steps}: the loop must set_state both "
+                "before the step's first batch"
+            )
+        if audio._filtering != self._filtering or (self._filtering and audio._strength != self._strength):
+            raise GuidanceKitError(
+                f"LowPassLTX2Guidance: in step {self._step} the video guider filters at strength "
+                f"{self._strength if self._filtering else 0} and the audio guider at "
+                f"{audio._strength if audio._filtering else 0}; the two share the transformer's passes, so they "
+                "need the same recipe and the same enabled state"
+            )
+        plan = list(self._plan)
+        seen = {name: (p, index) for name, p, index in plan}
+        for name, p, index in audio._plan:
+            if name not in seen:
+                plan.append((name, p, index))
+            elif seen[name] != (p, index):
+                raise GuidanceKitError(
+                    f"LowPassLTX2Guidance: batch {name!r} of step {self._step} is {seen[name][0]} for the video "
+                    f"guider and {p} for the audio guider; the loop runs it once for both"
+                )
+        return plan
+
+    def _extra_batch_hint(self) -> str:
+        if self._audio is not None:
+            return ""
+        return (
+            ". On LTX-2 the loop also runs the batches only the audio guider has: pair the guiders "
+            "(video_guider.pair(audio_guider)), or use guidance_kit.modular.guide, which does"
+        )
+
+    def forward(  # type: ignore[override]
+        self,
+        pred_cond: torch.Tensor,
+        pred_uncond: torch.Tensor | None = None,
+        pred_cond_stg: torch.Tensor | None = None,
+        pred_cond_modality: torch.Tensor | None = None,
+        **extra: torch.Tensor,
+    ) -> GuiderOutput:
+        given = {
+            "pred_cond": pred_cond,
+            "pred_uncond": pred_uncond,
+            "pred_cond_stg": pred_cond_stg,
+            "pred_cond_modality": pred_cond_modality,
+            **extra,
+        }
+        missing = [name for name, _, _ in self._plan if given.get(name) is None]
+        if missing:
+            raise GuidanceKitError(
+                f"LowPassLTX2Guidance.forward is missing the prediction(s) {missing} of step {self._step}"
+            )
+        cfg = self._is_cfg_enabled()
+        c, u, stg, mod = pred_cond, pred_uncond, pred_cond_stg, pred_cond_modality
+        if self._filtering:
+            extras = {"pred_cond_stg", "pred_cond_modality"}
+            folded = self.mode.forward(
+                {p: given[name] for name, p, _ in self._plan if name not in extras}, cfg
+            )
+            expected = {"uncond", "cond"} if cfg else {"cond"}
+            if not isinstance(folded, Mapping) or set(folded) != expected:
+                raise GuidanceKitError(
+                    f"guidance mode {self.mode.name!r}: forward(cfg={cfg}) must return the keys "
+                    f"{sorted(expected)}, got {sorted(folded) if isinstance(folded, Mapping) else type(folded).__name__}"
+                )
+            c, u = folded["cond"], folded.get("uncond")
+            if self.is_stg_enabled() or self.is_modality_enabled():
+                # The extra passes saw the image of the mode's conditional prediction p; shifted by
+                # c - p they make c - stg = p - STG (ALG: C(LP I) - STG(LP I)), as in the classic backend.
+                p = self._conditional(cfg)
+                shift = c - given[next(name for name, q, _ in self._plan if q == p and name not in extras)]
+                stg = None if stg is None else stg + shift
+                mod = None if mod is None else mod + shift
+        # LTX2Guidance.forward's operations, in its order: bit-identical on unfiltered steps.
+        pred = c
+        if cfg:
+            pred = pred + (self.guidance_scale - 1.0) * (c - u)
+        if self.is_stg_enabled():
+            pred = pred + self.stg_scale * (c - stg)
+        if self.is_modality_enabled():
+            pred = pred + (self.modality_scale - 1.0) * (c - mod)
+        if self.guidance_rescale > 0.0:
+            pred = rescale_noise_cfg(pred, c, self.guidance_rescale)
+        return GuiderOutput(pred=pred, pred_cond=c, pred_uncond=u)
+
+
 # guide(): install for a with-block ---------------------------------------------------------------
 
 
@@ -529,9 +801,9 @@ def is_modular(pipe: Any) -> bool:
 
 def _guider_names(pipe: Any) -> list[str]:
     specs = getattr(pipe, "_component_specs", {})
-    return [
-        n for n in specs if (n == "guider" or n.startswith("guider_")) and getattr(pipe, n, None) is not None
-    ]
+    # guider, guider_2 (Wan 2.2's low-noise expert), audio_guider (LTX-2's audio modality)
+    wanted = [n for n in specs if n == "guider" or n.startswith("guider_") or n == "audio_guider"]
+    return [n for n in wanted if getattr(pipe, n, None) is not None]
 
 
 @contextmanager
@@ -552,14 +824,30 @@ def low_pass_from(
     guider: Any, recipe: Recipe | str | Mapping[str, Any], layout: str | None = None
 ) -> LowPassGuidance:
     """A :class:`LowPassGuidance` that combines exactly as ``guider`` (a diffusers
-    ``ClassifierFreeGuidance``) does, with ``recipe``'s low-pass filter on top."""
-    from diffusers import ClassifierFreeGuidance
+    ``ClassifierFreeGuidance``) does, with ``recipe``'s low-pass filter on top; for an
+    ``LTX2Guidance``, a :class:`LowPassLTX2Guidance` with its scales."""
+    from diffusers import ClassifierFreeGuidance, LTX2Guidance
 
+    if type(guider) is LTX2Guidance:
+        with _quiet_diffusers():
+            return LowPassLTX2Guidance(
+                recipe=recipe,
+                guidance_scale=guider.guidance_scale,
+                stg_scale=guider.stg_scale,
+                modality_scale=guider.modality_scale,
+                guidance_rescale=guider.guidance_rescale,
+                spatio_temporal_guidance_blocks=guider.spatio_temporal_guidance_blocks,
+                start=guider._start,
+                stop=guider._stop,
+                enabled=guider._enabled,
+                layout=layout,
+            )
     if type(guider) is not ClassifierFreeGuidance:
         raise UnsupportedPipelineError(
-            f"ALG replaces a ClassifierFreeGuidance guider with LowPassGuidance, which combines the same way; "
-            f"the pipeline's guider is {type(guider).__name__}, whose own combination would be lost. Use "
-            "ClassifierFreeGuidance, or install LowPassGuidance yourself (pipe.update_components(guider=...))"
+            f"ALG replaces a ClassifierFreeGuidance guider with LowPassGuidance (an LTX2Guidance with "
+            f"LowPassLTX2Guidance), which combine the same way; the pipeline's guider is "
+            f"{type(guider).__name__}, whose own combination would be lost. Use ClassifierFreeGuidance, or "
+            "install LowPassGuidance yourself (pipe.update_components(guider=...))"
         )
     with _quiet_diffusers():
         return LowPassGuidance(
@@ -582,7 +870,9 @@ def guide(
 
     Each ClassifierFreeGuidance guider of ``pipe`` (``guider``, and ``guider_2`` on Wan 2.2) is
     replaced by a :class:`LowPassGuidance` with the same scale, rescale, formulation and
-    start/stop, which gets the pipeline's scheduler for noise-level schedules. On exit (also after
+    start/stop, which gets the pipeline's scheduler for noise-level schedules; on LTX-2 the
+    ``LTX2Guidance`` ``guider`` and ``audio_guider`` by paired :class:`LowPassLTX2Guidance` with
+    their scales. On exit (also after
     an exception) the previous guider objects and their component specs are put back exactly.
 
     ``recipe``: a :class:`Recipe`, a registered name (``"alg"`` picks the released default of the
@@ -625,10 +915,25 @@ def guide(
     # A guider spec loaded from_pretrained has an entry in the pipeline's config, which
     # update_components rewrites: keep the entries to put them back as they were.
     config = {name: pipe.config.get(name, _MISSING) for name in names}
+    kinds = {name: type(guider).__name__ for name, guider in new.items()}
+    if "audio_guider" in new or any(isinstance(g, LowPassLTX2Guidance) for g in new.values()):
+        # LTX-2: the loop unions the video and audio guiders' batches and prepares the video
+        # guider alone, so both must be LTX2Guidance (made low-pass alike) and paired.
+        if set(kinds) != {"guider", "audio_guider"} or set(kinds.values()) != {"LowPassLTX2Guidance"}:
+            raise UnsupportedPipelineError(
+                f"{type(pipe).__name__}: ALG on LTX-2 needs a video guider and an audio_guider, both "
+                f"LTX2Guidance; got {', '.join(f'{n}: {type(getattr(pipe, n)).__name__}' for n in names)}"
+            )
+        new["guider"].pair(new["audio_guider"])
     for name, guider in new.items():
         guider.set_scheduler(getattr(pipe, "scheduler", None))
-        guider._denoiser_name = "transformer" + name[len("guider") :]
-        guider._run = run
+        if name == "audio_guider":
+            # Its batches run (and are counted) in the video guider's steps; its own trace is
+            # on run.guiders["audio_guider"].trace.
+            guider._denoiser_name = "transformer (audio)"
+        else:
+            guider._denoiser_name = "transformer" + name[len("guider") :]
+            guider._run = run
     run.guiders = new
     with _quiet_diffusers():
         pipe.update_components(**new)
@@ -638,6 +943,8 @@ def guide(
         for guider in new.values():
             guider._remove_hook()
             guider._run = None
+            if isinstance(guider, LowPassLTX2Guidance):
+                guider.pair(None)
         with _quiet_diffusers():
             pipe.update_components(**old)
         pipe._component_specs.update(specs)

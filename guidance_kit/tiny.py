@@ -1031,8 +1031,58 @@ _MODULAR = {
         "diffusers.modular_pipelines.hunyuan_video1_5.modular_blocks_hunyuan_video1_5",
         "HunyuanVideo15Image2VideoBlocks",
     ),
+    "ltx-2": ("diffusers.modular_pipelines.ltx2.modular_blocks_ltx2", "LTX2ImageToVideoBlocks"),
 }
 MODULAR_FAMILIES = tuple(_MODULAR)
+# Blocks left out (by path): the text encoder and the decoder. LTX-2 keeps its text connectors
+# (the tiny call passes stacked hidden states, as the classic one does) and drops the prompt
+# enhancer, which needs a model of its own.
+_MODULAR_DROPPED = {
+    "ltx-2": ("prompt_enhancer", "text_encoder.text_encoder", "decode"),
+}
+# The classic LTX-2 call's guidance arguments, which the modular pipeline's guiders hold.
+_LTX2_GUIDANCE = (
+    "guidance_scale",
+    "stg_scale",
+    "modality_scale",
+    "guidance_rescale",
+    "audio_guidance_scale",
+    "audio_stg_scale",
+    "audio_modality_scale",
+    "audio_guidance_rescale",
+    "spatio_temporal_guidance_blocks",
+)
+
+
+class _LeftPaddingTokenizer:
+    """Stands in for the Gemma tokenizer of LTX-2, whose connector step reads only its padding side
+    (the classic pipeline assumes "left" without a tokenizer)."""
+
+    padding_side = "left"
+
+
+def _ltx2_guiders(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The modular LTX-2 pipeline's LTX2Guidance pair with the classic call's scales (its
+    defaults, and its fallback of a falsy audio scale to the video one)."""
+    from diffusers import LTX2Guidance
+
+    def get(name: str, default: Any) -> Any:
+        return kwargs.get(name, default)
+
+    video = LTX2Guidance(
+        guidance_scale=get("guidance_scale", 3.0),
+        stg_scale=get("stg_scale", 1.0),
+        modality_scale=get("modality_scale", 3.0),
+        guidance_rescale=get("guidance_rescale", 0.7),
+        spatio_temporal_guidance_blocks=get("spatio_temporal_guidance_blocks", [28]),
+    )
+    audio = LTX2Guidance(
+        guidance_scale=get("audio_guidance_scale", 7.0) or video.guidance_scale,
+        stg_scale=get("audio_stg_scale", 1.0) or video.stg_scale,
+        modality_scale=get("audio_modality_scale", 3.0) or video.modality_scale,
+        guidance_rescale=get("audio_guidance_rescale", 0.7) or video.guidance_rescale,
+    )
+    return {"guider": video, "audio_guider": audio, "tokenizer": _LeftPaddingTokenizer()}
 
 
 def tiny_modular_pipeline(
@@ -1042,7 +1092,8 @@ def tiny_modular_pipeline(
 ) -> tuple[Any, dict[str, Any]]:
     """The diffusers modular image-to-video pipeline of ``family`` on the components of the tiny
     classic pipeline ``base`` (default: a new ``tiny_pipeline(family, dtype)``), shared, not
-    copied, with ClassifierFreeGuidance guiders of the classic call's scales; and the keyword
+    copied, with ClassifierFreeGuidance guiders of the classic call's scales (LTX-2: an
+    LTX2Guidance ``guider`` and ``audio_guider``); and the keyword
     arguments (without image, steps and generator) of a call that returns ``output="latents"``."""
     import importlib
 
@@ -1054,8 +1105,12 @@ def tiny_modular_pipeline(
     pipe, kwargs = base if base is not None else tiny_pipeline(family, dtype)
     module, name = _MODULAR[family]
     blocks = getattr(importlib.import_module(module), name)()
-    for step in ("text_encoder", "decode"):
-        blocks.sub_blocks.pop(step)
+    for path in _MODULAR_DROPPED.get(family, ("text_encoder", "decode")):
+        *parents, step = path.split(".")
+        holder = blocks
+        for parent in parents:
+            holder = holder.sub_blocks[parent]
+        holder.sub_blocks.pop(step)
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # guiders are "experimental"; components not "from ComponentSpec"
     try:
@@ -1063,7 +1118,10 @@ def tiny_modular_pipeline(
         shared = ("transformer", "transformer_2", "vae", "scheduler", "image_encoder", "image_processor")
         components = {name: getattr(pipe, name, None) for name in (*shared, "feature_extractor")}
         scale = kwargs.get("guidance_scale", getattr(getattr(pipe, "guider", None), "guidance_scale", None))
-        components["guider"] = ClassifierFreeGuidance(guidance_scale=scale)
+        if family == "ltx-2":
+            components.update(connectors=pipe.connectors, audio_vae=pipe.audio_vae, **_ltx2_guiders(kwargs))
+        else:
+            components["guider"] = ClassifierFreeGuidance(guidance_scale=scale)
         if "guidance_scale_2" in kwargs:
             components["guider_2"] = ClassifierFreeGuidance(guidance_scale=kwargs["guidance_scale_2"])
         modular.update_components(
@@ -1077,5 +1135,8 @@ def tiny_modular_pipeline(
         if hasattr(block, "set_progress_bar_config"):
             block.set_progress_bar_config(disable=True)
         pending += list(getattr(block, "sub_blocks", {}).values())
-    call = {k: v for k, v in kwargs.items() if k not in ("guidance_scale", "guidance_scale_2")}
+    held = _LTX2_GUIDANCE if family == "ltx-2" else ("guidance_scale", "guidance_scale_2")
+    call = {k: v for k, v in kwargs.items() if k not in held}
+    if family == "ltx-2":  # what the dropped text-encoder step would report
+        call.update(batch_size=kwargs["prompt_embeds"].shape[0], dtype=pipe.transformer.dtype)
     return modular, call

@@ -9,6 +9,8 @@
   packed token sequence ``[B, F*H*W, C]`` (patch size 1); the clean image latent is latent frame
   0, the first H*W tokens (their timestep is t * (1 - mask) = 0). ``num_frames``, ``height`` and
   ``width`` of the call give the latent grid.
+* LTX-2 I2V (``LTX2ModularPipeline`` with ``LTX2ImageToVideoBlocks``): the same layout in the
+  video ``hidden_states`` of ``LTX2VideoTransformer3DModel`` (its audio tokens carry no image).
 """
 
 from __future__ import annotations
@@ -105,6 +107,18 @@ class LTXFrameTokens(ModularLayout):
         return "ltx-video"
 
 
+class LTX2FrameTokens(LTXFrameTokens):
+    """LTX-2 I2V: as LTX-Video, the video ``hidden_states`` of ``LTX2VideoTransformer3DModel``
+    (the audio tokens are ``audio_hidden_states``, left alone)."""
+
+    name = "ltx2-frame-tokens"
+    denoisers = ("LTX2VideoTransformer3DModel",)
+    pipelines = ("LTX2ModularPipeline",)
+
+    def backend(self, pipe: Any) -> str:
+        return "ltx-2"
+
+
 class HunyuanVideo15ChannelConcat(ModularLayout):
     name = "hunyuan-video-1.5-channel-concat"
     denoisers = ("HunyuanVideo15Transformer3DModel",)
@@ -136,4 +150,4 @@ class HunyuanVideo15ChannelConcat(ModularLayout):
         return "hunyuan-video-1.5"
 
 
-BUILTIN_LAYOUTS = (WanChannelConcat(), LTXFrameTokens(), HunyuanVideo15ChannelConcat())
+BUILTIN_LAYOUTS = (WanChannelConcat(), LTXFrameTokens(), LTX2FrameTokens(), HunyuanVideo15ChannelConcat())

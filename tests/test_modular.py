@@ -15,7 +15,7 @@ from diffusers import AdaptiveProjectedGuidance
 import guidance_kit as gk
 from guidance_kit import modular
 from guidance_kit.filters import DownUp
-from guidance_kit.modular import LowPassGuidance
+from guidance_kit.modular import LowPassGuidance, LowPassLTX2Guidance
 from guidance_kit.schedules import Constant, StepSwitch
 from guidance_kit.tiny import tiny_modular_pipeline
 
@@ -454,3 +454,216 @@ def test_gk_guide_installs_the_guider_on_a_modular_pipeline(image):
         got = run_modular(mp, kw, image)
     assert mp.guider is previous
     assert torch.equal(got, expected) and run.trace
+
+
+# LTX-2: LowPassLTX2Guidance (video and audio guiders; CFG, STG and modality-isolation passes) -----
+
+
+def run_ltx2_modular(mp, kwargs, image, steps=STEPS, seed=0):
+    """(video, audio) latents as the classic LTX-2 pipeline returns them: unpacked, denormalised."""
+    pipe, _ = pipeline("ltx-2", mp.transformer.dtype)
+    out = mp(
+        image=image,
+        num_inference_steps=steps,
+        generator=torch.Generator().manual_seed(seed),
+        output=["latents", "audio_latents"],
+        **kwargs,
+    )
+    vae, audio_vae = pipe.vae, pipe.audio_vae
+    video = pipe._unpack_latents(out["latents"], 5, 16, 16, 1, 1)
+    video = pipe._denormalize_latents(video, vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
+    audio = pipe._denormalize_audio_latents(
+        out["audio_latents"], audio_vae.latents_mean, audio_vae.latents_std
+    )
+    return video, pipe._unpack_audio_latents(audio, 9, num_mel_bins=2)
+
+
+def run_ltx2_classic(pipe, kwargs, image, steps=STEPS, seed=0, **extra):
+    out = pipe(
+        image=image,
+        num_inference_steps=steps,
+        generator=torch.Generator().manual_seed(seed),
+        output_type="latent",
+        **{**kwargs, **extra},
+    )
+    return out.frames, out.audio
+
+
+def gap(a, b):
+    return max((x.double() - y.double()).abs().max().item() for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_ltx2_modular_alg_matches_classic_guide(dtype, image):
+    # The modular LTX-2 loop runs every pass as a call of its own, the classic pipeline cond and
+    # uncond in one batched call: in float32 the plain results differ by ~1.5e-6; in float64
+    # they are bit-identical. Both loops take the predictions to float32 (.float()) before the
+    # x0 combination, and the classic backend shifts the conditional prediction in velocity space
+    # (in the model's dtype), the modular guider in x0 space (float32): the guided results differ
+    # by float32 rounding (~2e-6 in either dtype), against an ALG effect of ~1.5e-3.
+    mp, kw = modular_pipeline("ltx-2", dtype)
+    pipe, ckw = pipeline("ltx-2", dtype)
+    plain = run_ltx2_classic(pipe, ckw, image)
+    plain_gap = gap(run_ltx2_modular(mp, kw, image), plain)
+    with modular.guide(mp, recipe("ltx-2")) as run:
+        got = run_ltx2_modular(mp, kw, image)
+    with gk.guide(pipe, recipe("ltx-2")) as classic:
+        expected = run_ltx2_classic(pipe, ckw, image)
+    assert [r.passes for r in run.trace] == [r.passes for r in classic.trace] == [5, 5, 5, 4, 4, 4]
+    assert [r.filtered for r in run.trace] == [True, True, True, False, False, False]
+    alg_gap, effect = gap(got, expected), gap(expected, plain)
+    if dtype == torch.float32:
+        assert 0 < plain_gap < 3e-6 and alg_gap < 4 * plain_gap
+    else:
+        assert plain_gap == 0 and alg_gap < 1e-5
+    assert effect > 100 * alg_gap
+    assert [x.step for x in run.guiders["audio_guider"].trace] == list(range(STEPS))
+
+
+def test_ltx2_each_pass_sees_its_image_and_flags(image):
+    # Per batch (the loop's cache context is the identifier): the frame-0 tokens the transformer
+    # saw, and its STG blocks / modality isolation. pred_uncond_lowpass is the negative text
+    # with the low-passed image and, an identifier the loop does not know, no STG and no isolation.
+    mp, kw = modular_pipeline("ltx-2", torch.float64)
+    transformer, seen, context = mp.transformer, [], []
+    original = transformer.cache_context
+
+    def recording(name):
+        context.append(name)
+        return original(name)
+
+    def capture(module, args, kwargs):
+        frame0 = kwargs["hidden_states"][:, : 16 * 16].clone()
+        flags = (kwargs["spatio_temporal_guidance_blocks"], kwargs["isolate_modalities"])
+        seen.append((context[-1], frame0, flags, kwargs["encoder_hidden_states"]))
+
+    transformer.cache_context = recording
+    handle = transformer.register_forward_pre_hook(capture, with_kwargs=True)
+    try:
+        with modular.guide(mp, recipe("ltx-2", filter=DownUp(0.4))) as run:
+            run_ltx2_modular(mp, kw, image)
+    finally:
+        handle.remove()
+        del transformer.cache_context
+    names = [name for name, *_ in seen]
+    stock = ["pred_cond", "pred_uncond", "pred_cond_stg", "pred_cond_modality"]
+    assert names == (stock + ["pred_uncond_lowpass"]) * 3 + stock * 3
+    assert [r.passes for r in run.trace] == [5, 5, 5, 4, 4, 4]
+    flags = {"pred_cond_stg": ([1], False), "pred_cond_modality": (None, True)}
+    at = 0
+    for record in run.trace:
+        step = {name: rest for name, *rest in seen[at : at + record.passes]}
+        at += record.passes
+        sharp = step["pred_uncond"][0]
+        lowpass = reference.downup(sharp.unflatten(1, (16, 16)).permute(0, 3, 1, 2).unsqueeze(2), 0.4)
+        lowpass = lowpass[:, :, 0].permute(0, 2, 3, 1).flatten(1, 2)
+        for name, (frame0, flag, text) in step.items():
+            wants = lowpass if record.filtered and name != "pred_uncond" else sharp
+            assert torch.allclose(frame0, wants, rtol=0, atol=1e-12), (record.step, name)
+            assert flag == flags.get(name, (None, False)), name
+            negative = name.startswith("pred_uncond")
+            assert torch.equal(text, step["pred_uncond" if negative else "pred_cond"][2]), name
+    assert not torch.equal(step["pred_cond"][2], step["pred_uncond"][2])
+
+
+@pytest.mark.parametrize("r", [recipe("ltx-2", schedule=Constant(0.0)), recipe("ltx-2", filter=DownUp(1.0))])
+def test_ltx2_unfiltered_steps_are_bit_identical_to_ltx2_guidance(r, image):
+    mp, kw = modular_pipeline("ltx-2")
+    plain = run_ltx2_modular(mp, kw, image)
+    calls = Calls(mp.transformer)
+    try:
+        with modular.guide(mp, r) as run:
+            got = run_ltx2_modular(mp, kw, image)
+    finally:
+        calls.close()
+    assert calls.count == 4 * STEPS and [x.passes for x in run.trace] == [4] * STEPS
+    assert all(torch.equal(x, y) for x, y in zip(got, plain))
+
+
+def test_ltx2_a_pass_only_the_audio_guider_has(image):
+    # Video STG off, audio STG on: the loop runs the audio guider's pred_cond_stg after the video
+    # guider's batches and prepares the video guider for it; paired (as guide() does) the video
+    # guider knows that batch and gives it the low-passed image. Classic: stg_scale=0.
+    from diffusers import LTX2Guidance
+
+    mp, kw = modular_pipeline("ltx-2")
+    pipe, ckw = pipeline("ltx-2", torch.float32)
+    previous, previous_audio = mp.guider, mp.audio_guider
+    config = {k: v for k, v in previous.config.items() if not k.startswith("_")}
+    mp.update_components(guider=LTX2Guidance(**{**config, "stg_scale": 0.0}))
+    try:
+        plain_gap = gap(run_ltx2_modular(mp, kw, image), run_ltx2_classic(pipe, ckw, image, stg_scale=0.0))
+        with modular.guide(mp, recipe("ltx-2")) as run:
+            got = run_ltx2_modular(mp, kw, image)
+            video, audio = run.guiders["guider"], run.guiders["audio_guider"]
+        with gk.guide(pipe, recipe("ltx-2")):
+            expected = run_ltx2_classic(pipe, ckw, image, stg_scale=0.0)
+        assert [x.passes for x in run.trace] == [5, 5, 5, 4, 4, 4]
+        assert video.active_predictions() == ["pred_cond", "pred_uncond", "pred_cond_modality"]
+        assert audio.active_predictions()[-2:] == ["pred_cond_stg", "pred_cond_modality"]
+        assert 0 < plain_gap < 3e-6 and gap(got, expected) < 4 * plain_gap
+        # Installed by hand and not paired, the video guider cannot know that batch: refused.
+        mp.update_components(guider=video.new(), audio_guider=audio.new())
+        with pytest.raises(gk.GuidanceKitError, match="pair the guiders"):
+            run_ltx2_modular(mp, kw, image)
+        # Paired, but filtering differently (the audio guider disabled): refused.
+        mp.guider.pair(mp.audio_guider)
+        mp.audio_guider.disable()
+        with pytest.raises(gk.GuidanceKitError, match="same recipe and the same enabled state"):
+            run_ltx2_modular(mp, kw, image)
+    finally:
+        mp.update_components(guider=previous, audio_guider=previous_audio)
+    assert not mp.transformer._forward_pre_hooks
+
+
+def test_ltx2_guide_restores_both_guiders_exactly_also_after_an_error(image):
+    mp, kw = modular_pipeline("ltx-2")
+    names = ("guider", "audio_guider")
+    before = ({n: getattr(mp, n) for n in names}, dict(mp._component_specs), dict(mp.config))
+    with modular.guide(mp, recipe("ltx-2")) as run:
+        assert all(isinstance(getattr(mp, n), LowPassLTX2Guidance) for n in names)
+        assert mp.guider._audio is mp.audio_guider
+        assert (mp.audio_guider.guidance_scale, mp.guider.spatio_temporal_guidance_blocks) == (7.0, [1])
+    assert run.guiders["guider"]._audio is None
+    with pytest.raises(RuntimeError, match="boom"):
+        with modular.guide(mp, recipe("ltx-2")):
+            raise RuntimeError("boom")
+    assert all(getattr(mp, n) is g for n, g in before[0].items())
+    assert all(mp._component_specs[k] is spec for k, spec in before[1].items())
+    assert dict(mp.config) == before[2]
+    assert not mp.transformer._forward_pre_hooks
+
+
+def test_ltx2_guider_serialisation_and_refusals(tmp_path):
+    r = recipe("ltx-2")
+    guider = LowPassLTX2Guidance(
+        recipe=r,
+        guidance_scale=3.0,
+        stg_scale=1.0,
+        modality_scale=3.0,
+        guidance_rescale=0.7,
+        spatio_temporal_guidance_blocks=[1],
+        stop=0.9,
+        layout="ltx2-frame-tokens",
+    )
+    guider.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "guider_config.json").read_text())
+    assert saved["_class_name"] == "LowPassLTX2Guidance" and saved["recipe"] == r.to_dict()
+    for loaded in (
+        LowPassLTX2Guidance.from_pretrained(tmp_path),
+        LowPassLTX2Guidance.from_config(guider.config),
+        guider.new(),
+    ):
+        assert type(loaded) is LowPassLTX2Guidance and loaded.recipe == r
+        assert public(loaded.config) == public(guider.config)
+        assert (loaded.stg_scale, loaded.modality_scale, loaded.spatio_temporal_guidance_blocks) == (
+            1.0,
+            3.0,
+            [1],
+        )
+    with pytest.raises(gk.InvalidParameterError, match="space 'latent'"):
+        LowPassLTX2Guidance(recipe=recipe("ltx-2", space="pixel"))
+    with pytest.raises(gk.InvalidParameterError, match="guidance-scale schedule"):
+        LowPassLTX2Guidance(recipe=recipe("ltx-2", guidance=StepSwitch(0.0, 0.5)))
+    with pytest.raises(gk.InvalidParameterError, match="spatio_temporal_guidance_blocks"):
+        LowPassLTX2Guidance(spatio_temporal_guidance_blocks="28")
