@@ -667,3 +667,32 @@ def test_ltx2_guider_serialisation_and_refusals(tmp_path):
         LowPassLTX2Guidance(recipe=recipe("ltx-2", guidance=StepSwitch(0.0, 0.5)))
     with pytest.raises(gk.InvalidParameterError, match="spatio_temporal_guidance_blocks"):
         LowPassLTX2Guidance(spatio_temporal_guidance_blocks="28")
+
+
+def test_ltx2_forward_is_the_alg_formula_in_float64():
+    # The combination alone, on random float64 predictions: a filtered step gives
+    # U(I) + w (C(LP I) - U(LP I)) + s (C(LP I) - STG(LP I)) + (m - 1)(C(LP I) - MOD(LP I)),
+    # rescaled against c = C(LP I) + U(I) - U(LP I); an unfiltered one LTX2Guidance's result, bit for bit.
+    from diffusers import LTX2Guidance
+    from diffusers.guiders.guider_utils import rescale_noise_cfg
+
+    scales = dict(guidance_scale=3.0, stg_scale=1.0, modality_scale=3.0, guidance_rescale=0.7)
+    guider, stock = LowPassLTX2Guidance(recipe=recipe("ltx-2"), **scales), LTX2Guidance(**scales)
+    g = torch.Generator().manual_seed(0)
+    C, U, S, M, UL = (torch.randn(1, 64, 4, generator=g, dtype=torch.float64) for _ in range(5))
+    guider.set_state(0, STEPS, torch.tensor(1000.0))
+    assert guider.active_predictions() == [
+        "pred_cond",
+        "pred_uncond",
+        "pred_cond_stg",
+        "pred_cond_modality",
+        "pred_uncond_lowpass",
+    ]
+    out = guider.forward(C, U, S, M, pred_uncond_lowpass=UL)
+    alg = U + 3.0 * (C - UL) + 1.0 * (C - S) + 2.0 * (C - M)
+    expected = rescale_noise_cfg(alg, C + U - UL, 0.7)
+    assert torch.allclose(out.pred, expected, rtol=1e-13, atol=0)
+    for guided in (guider, stock):
+        guided.set_state(5, STEPS, torch.tensor(100.0))
+    assert guider.active_predictions() == stock.active_predictions()
+    assert torch.equal(guider.forward(C, U, S, M).pred, stock.forward(C, U, S, M).pred)
