@@ -110,12 +110,11 @@ class CallTrace:
         }
 
 
-class Run:
-    """Handle returned by :func:`guide`; ``run.trace`` is the latest pipeline call's trace."""
+class CallTraces:
+    """The traces of the pipeline calls made inside one guide() block (``calls``); ``trace`` is
+    the latest call's steps. Subclasses say what else ``to_dict`` holds."""
 
-    def __init__(self, pipe: Any, recipe: Recipe, backend: Backend, mode: GuidanceMode, execution: str):
-        self.pipe, self.recipe, self.backend, self.mode = pipe, recipe, backend, mode
-        self.execution = execution
+    def __init__(self) -> None:
         self.calls: list[CallTrace] = []
 
     @property
@@ -129,15 +128,27 @@ class Run:
         return self.calls[-1]
 
     def to_dict(self) -> dict[str, Any]:
+        return {"calls": [c.to_dict() for c in self.calls]}
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+
+class Run(CallTraces):
+    """Handle returned by :func:`guide`; ``run.trace`` is the latest pipeline call's trace."""
+
+    def __init__(self, pipe: Any, recipe: Recipe, backend: Backend, mode: GuidanceMode, execution: str):
+        super().__init__()
+        self.pipe, self.recipe, self.backend, self.mode = pipe, recipe, backend, mode
+        self.execution = execution
+
+    def to_dict(self) -> dict[str, Any]:
         return {
             "backend": self.backend.name,
             "recipe": self.recipe.to_dict(),
             "execution": self.execution,
-            "calls": [c.to_dict() for c in self.calls],
+            **super().to_dict(),
         }
-
-    def to_json(self, **kwargs: Any) -> str:
-        return json.dumps(self.to_dict(), **kwargs)
 
 
 def find_backend(pipe: Any, name: str | None = None) -> Backend:

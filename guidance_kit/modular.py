@@ -52,7 +52,7 @@ from diffusers.guiders.guider_utils import BaseGuidance, GuiderOutput, rescale_n
 
 from guidance_kit import registry
 from guidance_kit.clock import StepState, noise_levels
-from guidance_kit.controller import CallTrace, StepRecord
+from guidance_kit.controller import CallTrace, CallTraces, StepRecord
 from guidance_kit.errors import (
     GuidanceKitError,
     InvalidParameterError,
@@ -751,28 +751,18 @@ class LowPassLTX2Guidance(LowPassGuidance):
 # guide(): install for a with-block ---------------------------------------------------------------
 
 
-class ModularRun:
+class ModularRun(CallTraces):
     """Handle yielded by :func:`guide`: the installed guiders and the per-step trace."""
 
     def __init__(self, pipe: Any, recipe: Recipe, layout: ModularLayout):
+        super().__init__()
         self.pipe, self.recipe, self.layout = pipe, recipe, layout
         self.guiders: dict[str, LowPassGuidance] = {}
-        self.calls: list[CallTrace] = []
 
     def _add(self, record: StepRecord) -> None:
         if not self.calls or (self.calls[-1].steps and record.step <= self.calls[-1].steps[-1].step):
             self.calls.append(CallTrace())
         self.calls[-1].steps.append(record)
-
-    @property
-    def trace(self) -> list[StepRecord]:
-        return self.calls[-1].steps if self.calls else []
-
-    @property
-    def last(self) -> CallTrace:
-        if not self.calls:
-            raise GuidanceKitError("no pipeline call has run inside this guide() block yet")
-        return self.calls[-1]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -780,11 +770,8 @@ class ModularRun:
             "layout": self.layout.name,
             "guiders": sorted(self.guiders),
             "recipe": self.recipe.to_dict(),
-            "calls": [c.to_dict() for c in self.calls],
+            **super().to_dict(),
         }
-
-    def to_json(self, **kwargs: Any) -> str:
-        return json.dumps(self.to_dict(), **kwargs)
 
 
 _MISSING = object()
