@@ -42,7 +42,7 @@ import torch
 
 from guidance_kit import registry
 from guidance_kit.backend import Backend
-from guidance_kit.clock import StepClock
+from guidance_kit.clock import StepClock, StepState
 from guidance_kit.errors import GuidanceKitError, InvalidParameterError, UnsupportedPipelineError
 from guidance_kit.recipe import Recipe
 from guidance_kit.types import C_I, U_I, Branch, GuidanceMode, Prediction, check_strength
@@ -76,6 +76,25 @@ class StepRecord:
     denoiser: str = ""
     cfg: bool | None = None
     filtered: bool = False  # strength > 0 and the filter is not the identity there
+
+    @classmethod
+    def at(
+        cls, state: StepState, recipe: Recipe, strength: float, guidance: float | None, **more: Any
+    ) -> StepRecord:
+        """The record of the step ``state`` describes, where ``recipe`` has ``strength`` (and the
+        guidance-scale schedule ``guidance``)."""
+        return cls(
+            step=state.step,
+            num_steps=state.num_steps,
+            progress=state.progress,
+            strength=strength,
+            filter=recipe.filter.effective(strength),
+            timestep=state.timestep,
+            sigma=state.sigma,
+            noise_level=state.noise_level,
+            guidance=guidance,
+            **more,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -569,17 +588,8 @@ class _Controller:
             state = self.clock.state()
             s = check_strength(self.recipe.schedule.strength(state))
             guidance = self.recipe.guidance
-            self._record = StepRecord(
-                step=state.step,
-                num_steps=state.num_steps,
-                progress=state.progress,
-                strength=s,
-                filter=self.recipe.filter.effective(s),
-                timestep=state.timestep,
-                sigma=state.sigma,
-                noise_level=state.noise_level,
-                guidance=None if guidance is None else check_strength(guidance.strength(state)),
-            )
+            g = None if guidance is None else check_strength(guidance.strength(state))
+            self._record = StepRecord.at(state, self.recipe, s, g)
             self.run.calls[-1].steps.append(self._record)
         return self._record
 

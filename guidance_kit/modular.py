@@ -307,16 +307,11 @@ class LowPassGuidance(BaseGuidance):
         if g is not None and g != 1.0:
             a = 1.0 + self.guidance_scale if self.use_original_formulation else self.guidance_scale
             self._scale = 1.0 + (a - 1.0) * g  # applied to u + a (c - u) in forward
-        self._record = StepRecord(
-            step=step,
-            num_steps=num_inference_steps,
-            progress=state.progress,
-            strength=strength,
-            filter=self.recipe.filter.effective(strength),
-            timestep=state.timestep,
-            sigma=state.sigma,
-            noise_level=state.noise_level,
-            guidance=g,
+        self._record = StepRecord.at(
+            state,
+            self.recipe,
+            strength,
+            g,
             denoiser=self._denoiser_name or "",
             cfg=cfg,
             filtered=self._filtering,
