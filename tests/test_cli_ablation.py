@@ -242,12 +242,21 @@ def test_benchmark_runs():
             "1",
             "--size",
             "32",
+            "--families",
+            "wan2.1",
+            "cogvideox",
+            "ltx-2",
         ],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
     assert "wan2.1" in out and "cogvideox" in out and "ALG/base" in out
+    # The pass ratio comes from the traces: 4 steps, 2 filtered; LTX-2 runs 4 passes a step
+    # (CFG pair, STG, modality) and has no diffusers cache (nan).
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()}
+    assert rows["wan2.1"][1:3] == ["10", "1.250"]
+    assert rows["ltx-2"][1:3] == ["18", "1.125"] and rows["ltx-2"][-3] == "nan"
 
 
 def test_real_model_path_loads_a_local_diffusers_folder(tmp_path, image):
