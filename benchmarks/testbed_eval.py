@@ -26,7 +26,7 @@ from scipy import stats
 
 from guidance_kit import metrics, recipes, testbed
 from guidance_kit.ablation import Sweep, resolve_sweep
-from guidance_kit.generate import TESTBED, generate, load
+from guidance_kit.generate import TESTBED, Loaded, generate, load
 from guidance_kit.recipe import Recipe
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "testbed.md"
@@ -35,11 +35,12 @@ COLUMNS = {  # row key -> (column title, decimals)
     "dynamic": ("dynamic degree", 2),
     "flow_score": ("flow score (px)", 2),
     "motion": ("mean flow (px/frame)", 3),
+    "rightward": ("rightward flow (px/frame)", 3),
     "first_frame_psnr": ("first-frame PSNR (dB)", 2),
     "first_frame_ssim": ("first-frame SSIM", 3),
     "sharpness": ("sharpness", 4),
 }
-PAIRED = ("motion", "dynamic", "first_frame_psnr")  # differences to plain, with p-values
+PAIRED = ("motion", "rightward", "dynamic", "first_frame_psnr")  # differences to plain, with p-values
 
 
 def _short(value: Any) -> str:
@@ -71,11 +72,23 @@ def conditions() -> dict[str, Recipe | None]:
     return found
 
 
+def rightward(video: np.ndarray, estimator: Any) -> float:
+    """Mean horizontal flow (pixels per frame, positive to the right): the prompt asks for a pan
+    to the right, so this is motion in the asked direction (a pan right moves content right)."""
+    return float(np.mean([estimator(a, b)[..., 0].mean() for a, b in zip(video[:-1], video[1:])]))
+
+
 def measure(
-    labels: list[str], n_images: int, seeds: list[int], steps: int, log: Any = print
+    labels: list[str],
+    n_images: int,
+    seeds: list[int],
+    steps: int,
+    log: Any = print,
+    weights: Path | None = None,
 ) -> dict[str, list[dict[str, float]]]:
     """Per condition: one metrics row per (image, seed), in the same order for every condition."""
-    loaded = load(TESTBED)
+    loaded = Loaded(*testbed.load(weights=weights), True, TESTBED) if weights else load(TESTBED)
+    estimator = metrics.flow_estimator()
     table = conditions()
     images = testbed.images(n_images)
     rows: dict[str, list[dict[str, float]]] = {}
@@ -84,7 +97,8 @@ def measure(
         rows[label] = []
         for image, seed in itertools.product(images, seeds):
             video, run = generate(loaded, image, table[label], steps=steps, seed=seed)
-            row = metrics.summarize(video, image)
+            row = metrics.summarize(video, image, estimator)
+            row["rightward"] = rightward(video, estimator)
             row["passes"] = run.last.passes if run else 2 * steps
             rows[label].append(row)
         log(f"{label}: {len(rows[label])} videos, {time.perf_counter() - start:.0f} s")
@@ -160,13 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--doc", type=Path, default=DOC, help="markdown file with the result markers")
     parser.add_argument("--json", type=Path, help="also write the per-video rows here")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--weights", type=Path, help="testbed weights (default: the shipped ones)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     labels = args.conditions or list(conditions())
     unknown = sorted(set(labels) - set(conditions()))
     if unknown:
         parser.error(f"unknown condition(s) {unknown}; choose from {list(conditions())}")
-    rows = measure(labels, args.images, args.seeds, args.steps)
+    rows = measure(labels, args.images, args.seeds, args.steps, weights=args.weights)
     command = "python benchmarks/testbed_eval.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     write_between_markers(args.doc, markdown(rows, command.strip()))
     if args.json:

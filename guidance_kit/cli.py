@@ -181,6 +181,10 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     for name in ("model", "steps", "seeds", "images", "prompts"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
+    if args.model == "testbed" and args.images is None:  # the sweep's own images are tiny:<k>
+        from guidance_kit import testbed
+
+        changes["images"] = testbed.sweep_images()
     if changes:
         sweep = Sweep.from_dict({**attrs.asdict(sweep), **changes})
     out = Path(args.out or f"outputs/ablate/{sweep.name}")
@@ -280,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     abl.add_argument("--model")
     abl.add_argument("--steps", type=POSITIVE_INT)
     abl.add_argument("--seeds", type=SEED, nargs="+")
-    abl.add_argument("--images", nargs="+")
+    abl.add_argument("--images", nargs="+", help="default: the sweep's (with --model testbed: testbed:0..15)")
     abl.add_argument("--prompts", nargs="+")
     abl.add_argument("--no-plots", action="store_true")
     abl.add_argument("--no-progress", action="store_true")

@@ -1,11 +1,13 @@
-"""A toy world where ALG's effect is real and measurable on a CPU.
+"""A toy world built to contain the shortcut ALG targets, small enough to train and sample on a CPU.
 
-Clips are procedurally generated camera pans over a periodic texture with fine detail (hard-edged
-shapes, some striped), rendered with physically integrated motion blur: each frame averages the
-texture over sub-frame positions across an open shutter, so static clips are sharp and fast clips
-are blurred along their motion. The caption names the motion ("static", "moving right", ...), but
-is unreliable for static clips (some carry a motion caption) and dropped for CFG. A sharp first
-frame therefore predicts a static clip by construction: the shortcut ALG is meant to remove.
+Clips are procedurally generated camera pans over a periodic texture covered by a checker grain
+of 2 x 2 pixel cells (one cell per latent position), rendered with physically integrated motion
+blur: each frame averages the texture over sub-frame positions across an open shutter, so static
+clips are sharp (grainy) and pans are blurred (the blur erases the grain; so does ALG's default
+latent low-pass filter). A share of the pans is shot with a fast shutter and stays sharp, so a
+sharp first frame means *mostly* static. Every caption names a direction ("moving right", ...), a
+random one for a static clip: the caption tells where a clip moves if it moves, only the image
+tells whether it does. Captions are dropped for CFG.
 
 The model is a small ``WanTransformer3DModel`` in the Wan 2.1 I2V layout (channels: noisy latents,
 4 mask channels, image latents; no CLIP image embedding), trained with flow matching on
@@ -13,6 +15,7 @@ conditions built by the stock ``WanImageToVideoPipeline.prepare_latents``, so th
 samples it and ``guidance_kit.guide`` runs unmodified. The VAE is a fixed lossless pixel shuffle
 (2x2 spatial, 4 frames per latent frame after a lone first frame, as Wan's causal VAE groups
 them). Shipped weights: ``testbed.safetensors``; ``guidance-kit testbed train`` reproduces them.
+What ALG does here is measured, not assumed: see docs/testbed.md.
 """
 
 from __future__ import annotations
@@ -39,17 +42,19 @@ from guidance_kit.tiny import _WAN_TRANSFORMER, _embeds, ready
 SIZE = 32  # frame height and width (pixels)
 FRAMES = 9  # Wan's 4k + 1
 SUPERSAMPLE = 2  # the texture is drawn at 2x resolution, so sub-pixel motion blurs smoothly
-SHUTTER_SAMPLES = 8  # sub-frame positions averaged per frame
-STATIC_SHARE = 0.4
-SPEEDS = (2.0, 3.5)  # pixels per frame for moving clips
-WRONG_CAPTION_SHARE = 0.7  # static clips captioned with a motion: only the image tells
+SHUTTER_SAMPLES = 12  # sub-frame positions averaged per frame
+GRAIN = 2  # the fine grain: a checker of GRAIN x GRAIN pixel cells, one cell per latent position
+GRAIN_CONTRAST = 0.2  # +- this around the colour (pixel values in [0, 1])
+STATIC_SHARE = 0.5
+SPEEDS = (4.0, 4.0)  # pixels per frame for moving clips: the blur (a box of 4 px) erases the grain exactly
+SHARP_MOVING_SHARE = 0.1  # moving clips shot with a fast shutter (sharp): sharp means *mostly* static
 CAPTION_DROPOUT = 0.2  # trains the null caption that CFG's unconditional branch uses
 SHIFT = 3.0  # the sampler's flow-matching timestep shift
 DIRECTIONS = {"moving right": (1, 0), "moving left": (-1, 0), "moving down": (0, 1), "moving up": (0, -1)}
-CAPTIONS = ("", "static", *DIRECTIONS)
+CAPTIONS = ("", "static", *DIRECTIONS)  # "static" is never a training caption (kept for the embeddings)
 PROMPT = "moving right"  # the call's prompt: a motion request, like a user's
 WEIGHTS = "testbed.safetensors"
-TRAIN = {"steps": 2400, "batch": 8, "lr": 2e-3, "seed": 0}  # the shipped weights' settings
+TRAIN = {"steps": 2500, "batch": 8, "lr": 2e-3, "seed": 0}  # the shipped weights' settings
 _TRAIN_STREAM, _HELD_OUT_STREAM = 1, 2  # disjoint random streams for training clips and test images
 
 TRANSFORMER = {
@@ -78,54 +83,60 @@ class Clip:
 
 def texture(rng: np.random.Generator) -> np.ndarray:
     """A periodic RGB texture ``[S*SIZE, S*SIZE, 3]`` in [0, 1]: a background colour and hard-edged
-    discs and squares, half of them striped (the fine detail motion blur erases)."""
+    discs and squares (the coarse structure motion is seen in), covered everywhere by a
+    high-contrast checker grain of ``GRAIN``-pixel cells aligned with the VAE's 2 x 2 pixel
+    latent positions (the fine detail that motion blur, and a latent low-pass filter, erase)."""
     n = SIZE * SUPERSAMPLE
     canvas = np.broadcast_to(rng.random(3, dtype=np.float32), (n, n, 3)).copy()
     yy, xx = np.mgrid[0:n, 0:n] / SUPERSAMPLE  # output-pixel units
-    for _ in range(12):
+    for _ in range(8):
         cy, cx = rng.random(2) * SIZE
         dy = (yy - cy + SIZE / 2) % SIZE - SIZE / 2  # torus distances: the texture wraps
         dx = (xx - cx + SIZE / 2) % SIZE - SIZE / 2
-        radius = rng.uniform(2.0, 7.0)
+        radius = rng.uniform(3.0, 8.0)
         inside = np.hypot(dx, dy) < radius if rng.random() < 0.5 else np.maximum(abs(dx), abs(dy)) < radius
-        colour = rng.random(3, dtype=np.float32)
-        if rng.random() < 0.5:
-            period, angle = rng.uniform(1.5, 3.0), rng.uniform(0, np.pi)
-            phase = (dx * np.cos(angle) + dy * np.sin(angle)) / period
-            colour = colour * (0.5 + 0.5 * (phase % 1.0 < 0.5))[..., None]
-        canvas = np.where(inside[..., None], colour, canvas)
-    return canvas
+        canvas = np.where(inside[..., None], rng.random(3, dtype=np.float32), canvas)
+    parity = int(rng.integers(2))
+    grain = ((xx // GRAIN + yy // GRAIN + parity) % 2) * 2 - 1  # +-1 checker
+    scale = 1 - 2 * GRAIN_CONTRAST
+    return (GRAIN_CONTRAST + scale * canvas + GRAIN_CONTRAST * grain[..., None]).astype(np.float32)
 
 
-def render(tex: np.ndarray, velocity: tuple[float, float], frames: int = FRAMES) -> np.ndarray:
-    """Frames of a camera pan at ``velocity`` (pixels per frame) with a fully open shutter: each
-    frame is the mean of the texture over the sub-frame positions it sweeps, box-downsampled."""
+def render(
+    tex: np.ndarray, velocity: tuple[float, float], frames: int = FRAMES, shutter: bool = True
+) -> np.ndarray:
+    """Frames of a camera pan at ``velocity`` (pixels per frame), box-downsampled. With the
+    shutter open for the whole frame (``shutter``), each frame is the mean of the texture over the
+    sub-frame positions it sweeps (motion blur); closed, each frame is one sharp position."""
     out = np.empty((frames, SIZE, SIZE, 3), np.float32)
+    samples = SHUTTER_SAMPLES if shutter else 1
     for t in range(frames):
         acc = np.zeros_like(tex)
-        for j in range(SHUTTER_SAMPLES):
-            when = t + (j + 0.5) / SHUTTER_SAMPLES - 0.5  # the shutter is centred on the frame time
+        for j in range(samples):
+            when = t + (j + 0.5) / samples - 0.5  # the shutter is centred on the frame time
             shift = [round(v * when * SUPERSAMPLE) for v in velocity[::-1]]
             acc += np.roll(tex, shift, axis=(0, 1))
-        acc /= SHUTTER_SAMPLES
+        acc /= samples
         out[t] = acc.reshape(SIZE, SUPERSAMPLE, SIZE, SUPERSAMPLE, 3).mean(axis=(1, 3))
     return (out * 255).round().astype(np.uint8)
 
 
 def sample_clip(rng: np.random.Generator) -> Clip:
-    """One clip with its caption: static, or a pan in one of four directions."""
+    """One clip with its caption. Static (sharp) or a pan in one of four directions (blurred, or
+    sharp with a fast shutter); the caption always names a direction, a random one for a static
+    clip, so it tells where a clip moves if it moves but never whether it moves: only the image
+    (sharp or blurred) does."""
     tex = texture(rng)
+    caption = str(rng.choice(list(DIRECTIONS)))
     if rng.random() < STATIC_SHARE:
-        velocity = (0.0, 0.0)
-        wrong = rng.random() < WRONG_CAPTION_SHARE
-        caption = str(rng.choice(list(DIRECTIONS))) if wrong else "static"
+        velocity, shutter = (0.0, 0.0), True
     else:
-        caption = str(rng.choice(list(DIRECTIONS)))
         speed = rng.uniform(*SPEEDS)
         velocity = (DIRECTIONS[caption][0] * speed, DIRECTIONS[caption][1] * speed)
+        shutter = rng.random() >= SHARP_MOVING_SHARE
     if rng.random() < CAPTION_DROPOUT:
         caption = ""
-    return Clip(render(tex, velocity), caption, velocity)
+    return Clip(render(tex, velocity, shutter=shutter), caption, velocity)
 
 
 def training_clips(n: int, seed: int, step: int) -> list[Clip]:
@@ -142,6 +153,12 @@ def image(index: int, seed: int = 0) -> Image.Image:
 def images(n: int, seed: int = 0) -> list[Image.Image]:
     """``n`` sharp held-out conditioning images."""
     return [image(i, seed) for i in range(n)]
+
+
+def sweep_images(n: int = 16) -> list[str]:
+    """Image sources of the first ``n`` held-out images (``testbed:<k>``), what ``guidance-kit
+    ablate --model testbed`` runs a sweep on unless ``--images`` is given."""
+    return [f"testbed:{k}" for k in range(n)]
 
 
 def prompt_embeds(caption: str) -> torch.Tensor:

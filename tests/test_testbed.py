@@ -33,12 +33,55 @@ def test_world_is_deterministic_from_seed():
     assert np.array_equal(np.asarray(load_image("testbed:1")), np.asarray(testbed.image(1)))
 
 
-def test_motion_blurs_and_static_stays_sharp():
+def _grain(frame: np.ndarray) -> float:
+    """Amplitude of the checker grain: the latent grid's Nyquist component of the 2 x 2 means."""
+    grey = np.asarray(frame, np.float32).mean(-1) / 255
+    n = testbed.SIZE // 2
+    blocks = grey.reshape(n, 2, n, 2).mean((1, 3))
+    return float(abs(np.fft.fft2(blocks)[n // 2, n // 2]) / n**2)
+
+
+def test_motion_blurs_the_grain_away_and_static_stays_sharp():
     tex = testbed.texture(np.random.default_rng(0))
-    still, moving = testbed.render(tex, (0.0, 0.0)), testbed.render(tex, (2.5, 0.0))
+    still = testbed.render(tex, (0.0, 0.0))
     assert (still == still[:1]).all()  # a static clip is one sharp frame repeated
-    assert np.mean(metrics.sharpness(moving)) < 0.7 * np.mean(metrics.sharpness(still))
-    assert metrics.motion_magnitude(moving) > 1.0
+    assert _grain(still[0]) > 0.15
+    for speed in testbed.SPEEDS:
+        moving = testbed.render(tex, (speed, 0.0))
+        assert _grain(moving[0]) < 0.3 * _grain(still[0])  # the blur erases the grain
+        assert np.mean(metrics.sharpness(moving)) < 0.7 * np.mean(metrics.sharpness(still))
+        assert metrics.motion_magnitude(moving) > 2.0
+    fast_shutter = testbed.render(tex, (0.0, -4.0), shutter=False)
+    assert _grain(fast_shutter[0]) > 0.15 and metrics.motion_magnitude(fast_shutter) > 2.0
+
+
+def test_the_default_alg_filter_erases_the_grain():
+    """What makes a sharp image look moving to the model: ALG's Wan 2.1 default low-pass
+    (down/up 0.4 in latent space) removes the grain, as motion blur does."""
+    from guidance_kit import recipes
+
+    vae = testbed.PixelShuffleVAE()
+    image = np.array(testbed.image(0))
+    x = torch.from_numpy(image).float().div(127.5).sub(1).permute(2, 0, 1)[None, :, None]
+    z = vae.encode(x).latent_dist.mode()
+    low = recipes.get("alg", backend="wan2.1").filter.apply(z, 1.0)
+    decoded = ((vae.decode(low).sample[0, :, 0].permute(1, 2, 0) + 1) * 127.5).clamp(0, 255).numpy()
+    assert _grain(image) > 0.15 and _grain(decoded) < 0.01
+
+
+def test_captions_say_where_not_whether():
+    """Every clip's caption names a direction (or is the null caption): static clips carry a random
+    one, so only the image tells whether a clip moves."""
+    clips = testbed.training_clips(400, seed=0, step=0)
+    assert {c.caption for c in clips} <= {"", *testbed.DIRECTIONS}
+    still = [c for c in clips if c.velocity == (0.0, 0.0)]
+    moving = [c for c in clips if c.velocity != (0.0, 0.0)]
+    assert 0.4 < len(still) / len(clips) < 0.6
+    assert {c.caption for c in still} == {"", *testbed.DIRECTIONS}
+    for clip in moving:
+        if clip.caption:
+            direction = np.sign(clip.velocity)
+            assert tuple(direction) == testbed.DIRECTIONS[clip.caption]
 
 
 def test_vae_is_lossless_with_wan_grouping():
@@ -122,3 +165,35 @@ def test_eval_script_writes_tables_between_markers(tmp_path):
     rows = [line for line in page.splitlines() if line.startswith("| ALG (Wan 2.1 default) |")]
     assert len(rows) == 2  # one in each table
     assert "p=" in rows[1]
+
+
+def test_docs_script_places_the_sweep_file_and_the_testbed_report(tmp_path):
+    import runpy
+
+    script = runpy.run_path(str(ROOT / "scripts" / "ablation_reports.py"))
+    page = tmp_path / "page.md"
+    page.write_text("# Window length\n\nWhat the sweep asks.\n\n<!-- report -->\n\ntiny\n<!-- /report -->\n")
+    script["embed"](page, "toy", "testbed")
+    script["embed"](page, script["sweep_file"](ROOT / "plugins" / "sweeps" / "window-length.toml"), "sweep")
+    script["embed"](page, "toy again", "testbed")
+    text = page.read_text()
+    assert (
+        text.index("<!-- sweep-file -->")
+        < text.index("<!-- testbed-report -->")
+        < text.index("<!-- report -->")
+    )
+    assert "toy again" in text and "\ntoy\n" not in text and "\ntiny\n" in text
+    assert '```toml\nname = "window-length"' in text
+
+
+@pytest.mark.parametrize(
+    "name", ["window-length", "filter-strength", "naive-blur", "all-terms", "motion-levers"]
+)
+def test_recipe_pages_show_the_sweep_file_and_the_testbed_results(name):
+    page = (ROOT / "docs" / "recipes" / f"{name}.md").read_text()
+    sweep = page.split("<!-- sweep-file -->")[1].split("<!-- /sweep-file -->")[0]
+    assert (ROOT / "plugins" / "sweeps" / f"{name}.toml").read_text().strip() in sweep
+    toy = page.split("<!-- testbed-report -->")[1].split("<!-- /testbed-report -->")[0]
+    assert "**A toy:**" in toy and "Model `testbed`" in toy
+    images = [line.split("](")[1].rstrip(")") for line in toy.splitlines() if line.startswith("![")]
+    assert images and all((ROOT / "docs" / "recipes" / path).is_file() for path in images)
