@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -340,5 +341,17 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+def run() -> None:
+    """The console entry point: exit with :func:`main`'s status. An interrupted run was seen to
+    end by SIGINT at interpreter shutdown although ``main()`` had handled the Ctrl-C (status -2
+    instead of 130, under load), so after Ctrl-C the process exits here, streams flushed."""
+    code = main()
+    if code == EXIT_INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
