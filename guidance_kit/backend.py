@@ -64,6 +64,10 @@ class Backend:
     #: Pipeline method that encodes the preprocessed image (pixel space), and its image arguments.
     pixel_method: ClassVar[str] = "prepare_latents"
     pixel_image_args: ClassVar[tuple[str, ...]] = ("image",)
+    #: True where a pipeline call runs ``pixel_method`` for more than one image before its loop
+    #: (Framepack's end keyframe): the first call after the last denoising loop began is the
+    #: image condition, and later ones are let through unrecorded.
+    pixel_first_call: ClassVar[bool] = False
     #: Released default recipe name for this backend (``gk.recipes.get("alg", backend=name)``).
     description: ClassVar[str] = ""
 

@@ -446,6 +446,7 @@ class _Controller:
         self._latent_cache: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
         self._pixel_source: tuple[Callable[..., Any], dict[str, Any], list[torch.Tensor]] | None = None
         self._pixel_cache: dict[float, torch.Tensor] = {}
+        self._pixel_taken = False  # backend.pixel_first_call: recorded since the last loop began
         self._extra_passes = self.backend.has_extra_passes()
         self._reset_step()
         self._cfg: bool | None = None
@@ -577,6 +578,7 @@ class _Controller:
             self.run.calls.append(CallTrace())
         self._reset_step()
         self._cfg = None
+        self._pixel_taken = False
 
     def _end_step(self) -> None:
         record = self._current_record()
@@ -615,6 +617,8 @@ class _Controller:
         @functools.wraps(inner)
         def encode_image(*args: Any, **kwargs: Any) -> Any:
             self.clock.check_thread(self.backend.pixel_method)
+            if self.backend.pixel_first_call and self._pixel_taken:
+                return inner(*args, **kwargs)  # a later image of the same call (an end keyframe)
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             arguments = dict(bound.arguments)
@@ -622,6 +626,7 @@ class _Controller:
             out = inner(*args, **kwargs)
             self._pixel_source = (inner, arguments, states)
             self._pixel_cache = {}
+            self._pixel_taken = True
             return out
 
         return encode_image

@@ -49,6 +49,7 @@ DEFAULTS = {
     "motif-video": not_in_paper("Motif-Video"),
     "hunyuan-video-1.5": not_in_paper("HunyuanVideo 1.5"),
     "skyreels-v2-df": not_in_paper("SkyReels-V2 diffusion forcing"),
+    "hunyuan-framepack": not_in_paper("HunyuanVideo Framepack"),
 }
 
 ABLATIONS = [

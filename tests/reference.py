@@ -974,3 +974,113 @@ def cosmos25(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
             pred = u0 + (1 + w) * (v(clean, pos) - u0)
         latents = pipe.scheduler.step(pred, t, latents, return_dict=False)[0]
     return latents
+
+
+@torch.no_grad()
+def framepack(  # noqa: ANN001
+    pipe, kw, image, steps, factor, end, seed, true_cfg=None, sampling_type="inverted_anti_drifting",
+    last_image=None, pixel=False,
+):
+    """HunyuanVideo Framepack: sections, each a full loop of ``steps`` over its own window; the
+    image latent is frame 0 of the clean context frames (``latents_clean``). Returns the
+    pipeline's latent output: the history after each section. ``last_image`` (inverted
+    anti-drifting): the end keyframe, a clean frame of the first section that stays sharp.
+    ``pixel``: the filtered condition is the pipeline's encode of the low-passed image, with the
+    generator state of the image's own encode."""
+    from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_framepack import calculate_shift
+
+    dtype = pipe.transformer.dtype
+    gen = torch.Generator().manual_seed(seed)
+    height, width, frames, size = kw["height"], kw["width"], kw["num_frames"], kw["latent_window_size"]
+    pixels = pipe.video_processor.preprocess(image, height, width)
+    image_embeds = pipe.encode_image(pixels, device="cpu").to(dtype)
+    window_frames = (size - 1) * pipe.vae_scale_factor_temporal + 1
+    sections = max(1, (frames + window_frames - 1) // window_frames)
+    if last_image is not None:
+        last_pixels = pipe.video_processor.preprocess(last_image, height, width)
+        # diffusers 0.42 averages the two SigLIP embeddings into last_image_embeds and never uses it
+    state = gen.get_state()
+    image_latents = pipe.prepare_image_latents(pixels, dtype=torch.float32, device="cpu", generator=gen)
+    if last_image is not None:
+        last_latents = pipe.prepare_image_latents(last_pixels, dtype=torch.float32, device="cpu", generator=gen)
+    if pixel:
+        replay = torch.Generator().set_state(state)
+        filtered = pipe.prepare_image_latents(downup(pixels, factor), torch.float32, "cpu", replay).to(dtype)
+    else:
+        filtered = downup(image_latents.to(dtype), factor)  # the denoiser sees the clean frames in its dtype
+    z, h, w_ = pipe.transformer.config.in_channels, height // 8, width // 8
+    inverted = sampling_type == "inverted_anti_drifting"
+    sizes = [1, 2, 16] if inverted else [16, 2, 1]
+    history = torch.zeros(1, z, sum(sizes), h, w_)
+    total = 0
+    if not inverted:
+        history, total = torch.cat([history, image_latents], dim=2), 1
+    text = (
+        kw["prompt_embeds"].to(dtype),
+        kw["prompt_attention_mask"].to(dtype),
+        kw["pooled_prompt_embeds"].to(dtype),
+    )
+    guidance = torch.tensor([kw["guidance_scale"]], dtype=dtype) * 1000.0
+    outputs = []
+    for k in range(sections):
+        if inverted:
+            paddings = list(reversed(range(sections))) if sections <= 4 else [3] + [2] * (sections - 3) + [1, 0]
+            pad = paddings[k] * size
+            idx = torch.arange(0, 1 + pad + size + sum(sizes))
+            prefix, _, idx_latents, idx_1x, idx_2x, idx_4x = idx.split([1, pad, size, *sizes])
+            h1, h2, h4 = history[:, :, : sum(sizes)].split(sizes, dim=2)
+            if last_image is not None and k == 0:
+                h1 = last_latents
+        else:
+            idx = torch.arange(0, 1 + sum(sizes) + size)
+            prefix, idx_4x, idx_2x, idx_1x, idx_latents = idx.split([1, *sizes, size])
+            h4, h2, h1 = history[:, :, -sum(sizes) :].split(sizes, dim=2)
+        idx_clean = torch.cat([prefix, idx_1x])
+        image_frame = image_latents.to(dtype)
+        latents = pipe.prepare_latents(1, z, height, width, window_frames, torch.float32, "cpu", gen)
+        mu = calculate_shift(latents.shape[2] * h * w_ / pipe.transformer.config.patch_size**2, 256, 4096, 0.5, 1.15)
+        pipe.scheduler.set_timesteps(sigmas=np.linspace(1.0, 0.0, steps + 1)[:-1], device="cpu", mu=min(mu, np.log(7.0)))
+        for i, t in enumerate(pipe.scheduler.timesteps):
+
+            def d(first, embeds):  # noqa: ANN001
+                return pipe.transformer(
+                    hidden_states=latents.to(dtype),
+                    timestep=t.expand(1),
+                    encoder_hidden_states=embeds[0],
+                    encoder_attention_mask=embeds[1],
+                    pooled_projections=embeds[2],
+                    image_embeds=image_embeds,
+                    indices_latents=idx_latents,
+                    guidance=guidance,
+                    latents_clean=torch.cat([first, h1.to(dtype)], dim=2),
+                    indices_latents_clean=idx_clean,
+                    latents_history_2x=h2.to(dtype),
+                    indices_latents_history_2x=idx_2x,
+                    latents_history_4x=h4.to(dtype),
+                    indices_latents_history_4x=idx_4x,
+                    return_dict=False,
+                )[0]
+
+            on = window(i, steps, end)
+            if true_cfg is None:  # embedded guidance only: ALG is one pass
+                eps = d(filtered if on else image_frame, text)
+            else:
+                w, negative = true_cfg
+                u0 = d(image_frame, negative)
+                eps = (
+                    alg_eps(u0, d(filtered, text), d(filtered, negative), w)
+                    if on
+                    else u0 + w * (d(image_frame, text) - u0)
+                )
+            latents = pipe.scheduler.step(eps.float(), t, latents, return_dict=False)[0]
+        if inverted:
+            if k == sections - 1:
+                latents = torch.cat([image_latents, latents], dim=2)
+            total += latents.shape[2]
+            history = torch.cat([latents, history], dim=2)
+            outputs.append(history[:, :, :total])
+        else:
+            total += latents.shape[2]
+            history = torch.cat([history, latents], dim=2)
+            outputs.append(history[:, :, -total:])
+    return outputs

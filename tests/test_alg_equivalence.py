@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import guidance_kit as gk
+from guidance_kit.tiny import tiny_image
 
 import reference
 from conftest import pipeline, run_pipe
@@ -412,3 +413,60 @@ def test_ltx2_video_and_audio_match_reference(call, execution, image):
     for output in range(2):  # video, audio
         assert max_rel(plain[output], expected[output]) > 1e-5, "ALG must change both outputs"
         assert max_rel(got[output], expected[output]) < 1e-6
+
+
+def _framepack_negative():
+    return {
+        "negative_prompt_embeds": torch.randn(
+            1, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(9)
+        ),
+        "negative_prompt_attention_mask": torch.ones(1, 16, dtype=torch.float64),
+        "negative_pooled_prompt_embeds": torch.randn(
+            1, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(8)
+        ),
+    }
+
+
+@pytest.mark.parametrize("execution", ["batched", "sequential"])
+@pytest.mark.parametrize("sampling_type", ["inverted_anti_drifting", "vanilla"])
+@pytest.mark.parametrize("true_cfg", [False, True])
+def test_framepack_sections_match_reference(true_cfg, sampling_type, execution, image):
+    # Two sections, each a loop of its own (one trace per section, the window applied per
+    # section); embedded guidance is one pass per step, true CFG 2N + filtered passes.
+    pipe, kwargs = pipeline("hunyuan-framepack")
+    w, negative = 3.0, _framepack_negative()
+    call = {"sampling_type": sampling_type, **({"true_cfg_scale": w, **negative} if true_cfg else {})}
+    cfg = (w, tuple(negative.values())) if true_cfg else None
+    expected = reference.framepack(pipe, kwargs, image, STEPS, FACTOR, END, 0, cfg, sampling_type)
+    with gk.guide(pipe, recipe(), execution=execution) as run:
+        got = run_pipe(pipe, kwargs, image, STEPS, **call)
+    assert len(expected) == len(got) == len(run.calls) == 2
+    for section in run.calls:
+        assert section.filtered_steps == [0, 1, 2]
+        assert section.passes == (2 * STEPS + 3 if true_cfg else STEPS)
+    plain = run_pipe(pipe, kwargs, image, STEPS, **call)
+    assert max(max_rel(p, e) for p, e in zip(plain, expected)) > 1e-6
+    assert max(max_rel(g, e) for g, e in zip(got, expected)) < 1e-12
+
+
+@pytest.mark.parametrize("space", ["latent", "pixel"])
+def test_framepack_last_image_stays_sharp_and_pixel_space_encodes_the_first_image(space, image):
+    # With an end keyframe the pipeline encodes two images; ALG filters the first image only
+    # (frame 0 of latents_clean), in pixel space through a replay of the first encode.
+    pipe, kwargs = pipeline("hunyuan-framepack")
+    last = tiny_image(seed=3)
+    pixel = space == "pixel"
+    expected = reference.framepack(pipe, kwargs, image, STEPS, FACTOR, END, 0, last_image=last, pixel=pixel)
+    with gk.guide(pipe, recipe(space=space)) as run:
+        got = run_pipe(pipe, kwargs, image, STEPS, last_image=last)
+    assert run.calls[0].vae_encodes == (3 if pixel else 2)
+    assert (
+        max(max_rel(p, e) for p, e in zip(run_pipe(pipe, kwargs, image, STEPS, last_image=last), expected))
+        > 1e-6
+    )
+    assert max(max_rel(g, e) for g, e in zip(got, expected)) < 1e-12
+    if pixel:
+        expected = reference.framepack(pipe, kwargs, image, STEPS, FACTOR, END, 0, pixel=True)
+        with gk.guide(pipe, recipe(space=space)):
+            got = run_pipe(pipe, kwargs, image, STEPS)
+        assert max(max_rel(g, e) for g, e in zip(got, expected)) < 1e-12

@@ -6,6 +6,7 @@ from guidance_kit.backend import Backend
 from guidance_kit.hookspecs import hookimpl
 from guidance_kit.plugins.backends.cogvideox import CogVideoXBackend
 from guidance_kit.plugins.backends.cosmos import Cosmos2Backend, Cosmos25Backend
+from guidance_kit.plugins.backends.framepack import HunyuanFramepackBackend
 from guidance_kit.plugins.backends.hunyuan import HunyuanSkyreelsBackend, HunyuanVideoBackend
 from guidance_kit.plugins.backends.hunyuan15 import HunyuanVideo15Backend
 from guidance_kit.plugins.backends.kandinsky import Kandinsky5Backend
@@ -39,6 +40,7 @@ BUILTIN_BACKENDS = (
     MotifVideoBackend(),
     HunyuanVideo15Backend(),
     SkyReelsV2DFBackend(),
+    HunyuanFramepackBackend(),
 )
 
 
