@@ -34,8 +34,13 @@ def window(i: int, n: int, end: float) -> bool:
     return 0.0 <= i / max(n - 1, 1) <= end
 
 
-def alg_eps(u0, c_f, u_f, w):  # noqa: ANN001
-    return u0 + w * (c_f - u_f)
+def cfg_step(d, image, filtered, on, pos, neg, w):  # noqa: ANN001
+    """One CFG step from unbatched calls ``d(condition, text)``: with the filter on,
+    U(I) + w * (C(LP I) - U(LP I)); off, U(I) + w * (C(I) - U(I))."""
+    u0 = d(image, neg)
+    if on:
+        return u0 + w * (d(filtered, pos) - d(filtered, neg))
+    return u0 + w * (d(image, pos) - u0)
 
 
 @torch.no_grad()
@@ -90,11 +95,7 @@ def wan(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
                 return_dict=False,
             )[0]
 
-        u0 = d(full, neg)
-        if window(i, steps, end):
-            eps = alg_eps(u0, d(filtered, pos), d(filtered, neg), w)
-        else:
-            eps = u0 + w * (d(full, pos) - u0)
+        eps = cfg_step(d, full, filtered, window(i, steps, end), pos, neg, w)
         latents = pipe.scheduler.step(eps, t, latents, return_dict=False)[0]
     if expand:
         latents = (1 - first_frame_mask) * condition + first_frame_mask * latents
@@ -137,11 +138,7 @@ def cogvideox(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
                 return_dict=False,
             )[0].float()  # the pipeline casts each prediction to float32
 
-        u0 = d(image_latents, neg)
-        if window(i, steps, end):
-            eps = alg_eps(u0, d(filtered, pos), d(filtered, neg), w)
-        else:
-            eps = u0 + w * (d(image_latents, pos) - u0)
+        eps = cfg_step(d, image_latents, filtered, window(i, steps, end), pos, neg, w)
         latents = pipe.scheduler.step(eps, t, latents, **extra, return_dict=False)[0].to(dtype)
     return latents
 
@@ -202,11 +199,9 @@ def ltx(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
                 return_dict=False,
             )[0].float()
 
-        u0 = d(x, neg, neg_mask)
-        if window(i, steps, end):
-            eps = alg_eps(u0, d(x_f, pos, pos_mask), d(x_f, neg, neg_mask), w)
-        else:
-            eps = u0 + w * (d(x, pos, pos_mask) - u0)
+        eps = cfg_step(
+            lambda h, text: d(h, *text), x, x_f, window(i, steps, end), (pos, pos_mask), (neg, neg_mask), w
+        )
         eps = pipe._unpack_latents(eps, lf, lh, lw, p, pt)
         video = pipe._unpack_latents(latents, lf, lh, lw, p, pt)
         pred = pipe.scheduler.step(eps[:, :, 1:], t, video[:, :, 1:], return_dict=False)[0]
@@ -262,12 +257,7 @@ def hunyuan(pipe, kw, image, steps, factor, end, seed, true_cfg=None):  # noqa: 
             eps = d(filtered if on else image_latents, text)
         else:
             w, negative = true_cfg
-            u0 = d(image_latents, negative)
-            eps = (
-                alg_eps(u0, d(filtered, text), d(filtered, negative), w)
-                if on
-                else u0 + w * (d(image_latents, text) - u0)
-            )
+            eps = cfg_step(d, image_latents, filtered, on, text, negative, w)
         if kind == "latent_concat":
             latents = pipe.scheduler.step(eps, t, latents, return_dict=False)[0]
         else:
@@ -357,11 +347,10 @@ def sana(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
                 return_dict=False,
             )[0].float()  # the pipeline casts the prediction to float32 before CFG
 
-        u0 = d(image_latent, neg, neg_mask)
-        if window(i, steps, end):
-            eps = alg_eps(u0, d(filtered, pos, pos_mask), d(filtered, neg, neg_mask), w)
-        else:
-            eps = u0 + w * (d(image_latent, pos, pos_mask) - u0)
+        on = window(i, steps, end)
+        eps = cfg_step(
+            lambda h, text: d(h, *text), image_latent, filtered, on, (pos, pos_mask), (neg, neg_mask), w
+        )
         if pipe.transformer.config.out_channels // 2 == channels:  # learned sigma
             eps = eps.chunk(2, dim=1)[0]
         stepped = pipe.scheduler.step(eps[:, :, 1:], t, latents[:, :, 1:], return_dict=False)[0]
@@ -409,12 +398,7 @@ def hunyuan_skyreels(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
         if w <= 1:  # embedded guidance only: ALG is one pass
             eps = d(filtered if on else condition, text)
         else:
-            u0 = d(condition, negative)
-            eps = (
-                alg_eps(u0, d(filtered, text), d(filtered, negative), w)
-                if on
-                else u0 + w * (d(condition, text) - u0)
-            )
+            eps = cfg_step(d, condition, filtered, on, text, negative, w)
         latents = pipe.scheduler.step(eps, t, latents, return_dict=False)[0]
     return latents
 
@@ -454,11 +438,7 @@ def chronoedit(pipe, kw, image, steps, factor, end, seed, reasoning_steps=None):
                 return_dict=False,
             )[0]
 
-        u0 = d(full, neg)
-        if window(i, steps, end):
-            eps = alg_eps(u0, d(filtered, pos), d(filtered, neg), w)
-        else:
-            eps = u0 + w * (d(full, pos) - u0)
+        eps = cfg_step(d, full, filtered, window(i, steps, end), pos, neg, w)
         latents = pipe.scheduler.step(eps, t, latents, return_dict=False)[0]
     return latents
 
@@ -509,11 +489,7 @@ def kandinsky5(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
                 return_dict=True,
             ).sample
 
-        u0 = d(image_latent, "neg")
-        if window(i, steps, end):
-            eps = alg_eps(u0, d(filtered, "pos"), d(filtered, "neg"), w)
-        else:
-            eps = u0 + w * (d(image_latent, "pos") - u0)
+        eps = cfg_step(d, image_latent, filtered, window(i, steps, end), "pos", "neg", w)
         latents[:, 1:, :, :, :c] = pipe.scheduler.step(
             eps[:, 1:], t, latents[:, 1:, :, :, :c], return_dict=False
         )[0]
@@ -577,11 +553,7 @@ def cosmos2(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
             pred = (c_skip * latents + c_out * d.float()).to(dtype)  # the pipeline rounds D to float32 here
             return indicator * clean + (1 - indicator) * pred
 
-        u0 = x0(clean, neg)
-        if window(i, steps, end):
-            pred = alg_eps(u0, x0(filtered, pos), x0(filtered, neg), 1 + w)
-        else:
-            pred = u0 + (1 + w) * (x0(clean, pos) - u0)
+        pred = cfg_step(x0, clean, filtered, window(i, steps, end), pos, neg, 1 + w)
         latents = pipe.scheduler.step((latents - pred) / sigma, t, latents, return_dict=False)[0]
     return latents
 
@@ -625,7 +597,9 @@ def hunyuan15(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
     for i, t in enumerate(timesteps):
         timestep_r = None
         if pipe.transformer.config.use_meanflow:  # the end of the step's interval
-            timestep_r = (timesteps[i + 1] if i + 1 < len(timesteps) else torch.tensor(0.0)).expand(1).to(dtype)
+            timestep_r = (
+                (timesteps[i + 1] if i + 1 < len(timesteps) else torch.tensor(0.0)).expand(1).to(dtype)
+            )
 
         def d(cond, branch):  # noqa: ANN001
             embeds, embeds_mask, embeds_2, embeds_mask_2 = text[branch]
@@ -649,12 +623,8 @@ def hunyuan15(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
         )
         if not cfg:  # one pass
             eps = d(filtered if on else condition, "pos")
-        elif on:
-            u0 = d(condition, "neg")
-            eps = alg_eps(u0, d(filtered, "pos"), d(filtered, "neg"), a)
         else:
-            u0 = d(condition, "neg")
-            eps = u0 + a * (d(condition, "pos") - u0)
+            eps = cfg_step(d, condition, filtered, on, "pos", "neg", a)
         latents = pipe.scheduler.step(eps, t, latents, return_dict=False)[0]
     return latents
 
@@ -719,12 +689,8 @@ def skyreels_df(pipe, kw, image, steps, factor, end, seed, ar_step=0, last_image
         on = window(i, iterations, end)
         if w <= 1:  # no CFG: one pass
             eps = d(filtered if on else image_latents, pos)
-        elif on:
-            u0 = d(image_latents, neg)
-            eps = alg_eps(u0, d(filtered, pos), d(filtered, neg), w)
         else:
-            u0 = d(image_latents, neg)
-            eps = u0 + w * (d(image_latents, pos) - u0)
+            eps = cfg_step(d, image_latents, filtered, on, pos, neg, w)
         for idx in range(start, stop):
             if update[i, idx]:
                 latents[:, :, idx] = schedulers[idx].step(
@@ -789,12 +755,8 @@ def motif(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
         on = window(i, steps, end)
         if not int(guider.start * steps) <= i < int(guider.stop * steps):  # CFG off: one pass
             eps = d(filtered if on else condition, "pos")
-        elif on:
-            u0 = d(condition, "neg")
-            eps = alg_eps(u0, d(filtered, "pos"), d(filtered, "neg"), a)
         else:
-            u0 = d(condition, "neg")
-            eps = u0 + a * (d(condition, "pos") - u0)
+            eps = cfg_step(d, condition, filtered, on, "pos", "neg", a)
         latents = pipe.scheduler.step(eps, t, latents, return_dict=False)[0]
     return latents
 
@@ -914,7 +876,10 @@ def ltx2(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
             g = x0(u0) + w * (x0(c) - x0(u)) + s * (x0(c) - x0(stg)) + (m - 1) * (x0(c) - x0(mod))
             held = x0(u0) + x0(c) - x0(u)
             dims = list(range(1, g.ndim))
-            g = rescale * g * held.std(dim=dims, keepdim=True) / g.std(dim=dims, keepdim=True) + (1 - rescale) * g
+            g = (
+                rescale * g * held.std(dim=dims, keepdim=True) / g.std(dim=dims, keepdim=True)
+                + (1 - rescale) * g
+            )
             velocities.append(((sample - g) / sigma).float())
         video = pipe._unpack_latents(latents, lf, lh, lw, p, pt)
         v = pipe._unpack_latents(velocities[0], lf, lh, lw, p, pt)
@@ -922,7 +887,9 @@ def ltx2(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
         latents = pipe._pack_latents(torch.cat([video[:, :, :1], pred], dim=2), p, pt)
         audio = audio_scheduler.step(velocities[1], t, audio, return_dict=False)[0]
     video = pipe._unpack_latents(latents, lf, lh, lw, p, pt)
-    video = pipe._denormalize_latents(video, pipe.vae.latents_mean, pipe.vae.latents_std, pipe.vae.config.scaling_factor)
+    video = pipe._denormalize_latents(
+        video, pipe.vae.latents_mean, pipe.vae.latents_std, pipe.vae.config.scaling_factor
+    )
     audio = pipe._denormalize_audio_latents(audio, pipe.audio_vae.latents_mean, pipe.audio_vae.latents_std)
     audio = pipe._unpack_audio_latents(audio, af, num_mel_bins=mel // pipe.audio_vae_mel_compression_ratio)
     return video, audio
@@ -943,7 +910,17 @@ def cosmos25(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
     video = pipe.video_processor.preprocess_video([image], height, width)
     video = video.repeat(1, 1, frames, 1, 1).to(pipe.vae.dtype)
     latents, clean, mask, indicator = pipe.prepare_latents(
-        video, 1, pipe.transformer.config.in_channels - 1, height, width, 1, frames, True, torch.float32, "cpu", gen
+        video,
+        1,
+        pipe.transformer.config.in_channels - 1,
+        height,
+        width,
+        1,
+        frames,
+        True,
+        torch.float32,
+        "cpu",
+        gen,
     )
     pipe.scheduler.set_timesteps(steps, device="cpu")
     mask = mask.to(dtype)
@@ -967,19 +944,24 @@ def cosmos25(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
             )[0]
             return gt_velocity + d * (1 - mask)
 
-        u0 = v(clean, neg)
-        if window(i, steps, end):
-            pred = alg_eps(u0, v(filtered, pos), v(filtered, neg), 1 + w)
-        else:
-            pred = u0 + (1 + w) * (v(clean, pos) - u0)
+        pred = cfg_step(v, clean, filtered, window(i, steps, end), pos, neg, 1 + w)
         latents = pipe.scheduler.step(pred, t, latents, return_dict=False)[0]
     return latents
 
 
 @torch.no_grad()
 def framepack(  # noqa: ANN001
-    pipe, kw, image, steps, factor, end, seed, true_cfg=None, sampling_type="inverted_anti_drifting",
-    last_image=None, pixel=False,
+    pipe,
+    kw,
+    image,
+    steps,
+    factor,
+    end,
+    seed,
+    true_cfg=None,
+    sampling_type="inverted_anti_drifting",
+    last_image=None,
+    pixel=False,
 ):
     """HunyuanVideo Framepack: sections, each a full loop of ``steps`` over its own window; the
     image latent is frame 0 of the clean context frames (``latents_clean``). Returns the
@@ -1002,7 +984,9 @@ def framepack(  # noqa: ANN001
     state = gen.get_state()
     image_latents = pipe.prepare_image_latents(pixels, dtype=torch.float32, device="cpu", generator=gen)
     if last_image is not None:
-        last_latents = pipe.prepare_image_latents(last_pixels, dtype=torch.float32, device="cpu", generator=gen)
+        last_latents = pipe.prepare_image_latents(
+            last_pixels, dtype=torch.float32, device="cpu", generator=gen
+        )
     if pixel:
         replay = torch.Generator().set_state(state)
         filtered = pipe.prepare_image_latents(downup(pixels, factor), torch.float32, "cpu", replay).to(dtype)
@@ -1024,7 +1008,9 @@ def framepack(  # noqa: ANN001
     outputs = []
     for k in range(sections):
         if inverted:
-            paddings = list(reversed(range(sections))) if sections <= 4 else [3] + [2] * (sections - 3) + [1, 0]
+            paddings = (
+                list(reversed(range(sections))) if sections <= 4 else [3] + [2] * (sections - 3) + [1, 0]
+            )
             pad = paddings[k] * size
             idx = torch.arange(0, 1 + pad + size + sum(sizes))
             prefix, _, idx_latents, idx_1x, idx_2x, idx_4x = idx.split([1, pad, size, *sizes])
@@ -1038,8 +1024,12 @@ def framepack(  # noqa: ANN001
         idx_clean = torch.cat([prefix, idx_1x])
         image_frame = image_latents.to(dtype)
         latents = pipe.prepare_latents(1, z, height, width, window_frames, torch.float32, "cpu", gen)
-        mu = calculate_shift(latents.shape[2] * h * w_ / pipe.transformer.config.patch_size**2, 256, 4096, 0.5, 1.15)
-        pipe.scheduler.set_timesteps(sigmas=np.linspace(1.0, 0.0, steps + 1)[:-1], device="cpu", mu=min(mu, np.log(7.0)))
+        mu = calculate_shift(
+            latents.shape[2] * h * w_ / pipe.transformer.config.patch_size**2, 256, 4096, 0.5, 1.15
+        )
+        pipe.scheduler.set_timesteps(
+            sigmas=np.linspace(1.0, 0.0, steps + 1)[:-1], device="cpu", mu=min(mu, np.log(7.0))
+        )
         for i, t in enumerate(pipe.scheduler.timesteps):
 
             def d(first, embeds):  # noqa: ANN001
@@ -1066,12 +1056,7 @@ def framepack(  # noqa: ANN001
                 eps = d(filtered if on else image_frame, text)
             else:
                 w, negative = true_cfg
-                u0 = d(image_frame, negative)
-                eps = (
-                    alg_eps(u0, d(filtered, text), d(filtered, negative), w)
-                    if on
-                    else u0 + w * (d(image_frame, text) - u0)
-                )
+                eps = cfg_step(d, image_frame, filtered, on, text, negative, w)
             latents = pipe.scheduler.step(eps.float(), t, latents, return_dict=False)[0]
         if inverted:
             if k == sections - 1:
