@@ -44,7 +44,9 @@ FRAMES = 9  # Wan's 4k + 1
 SUPERSAMPLE = 2  # the texture is drawn at 2x resolution, so sub-pixel motion blurs smoothly
 SHUTTER_SAMPLES = 12  # sub-frame positions averaged per frame
 GRAIN = 2  # the fine grain: a checker of GRAIN x GRAIN pixel cells, one cell per latent position
-GRAIN_CONTRAST = 0.2  # +- this around the colour (pixel values in [0, 1])
+GRAIN_CONTRAST = 0.07  # +- this around the colour (pixel values in [0, 1]): plain to see in the
+# clean condition, small beside the shapes, so the noisy latents' power (and motion) sits in the shapes
+SHAPES, RADII = 6, (4.0, 10.0)  # discs and squares per texture, their radius range (pixels)
 STATIC_SHARE = 0.5
 SPEEDS = (4.0, 4.0)  # pixels per frame for moving clips: the blur (a box of 4 px) erases the grain exactly
 SHARP_MOVING_SHARE = 0.1  # moving clips shot with a fast shutter (sharp): sharp means *mostly* static
@@ -82,18 +84,19 @@ class Clip:
 
 
 def texture(rng: np.random.Generator) -> np.ndarray:
-    """A periodic RGB texture ``[S*SIZE, S*SIZE, 3]`` in [0, 1]: a background colour and hard-edged
-    discs and squares (the coarse structure motion is seen in), covered everywhere by a
-    high-contrast checker grain of ``GRAIN``-pixel cells aligned with the VAE's 2 x 2 pixel
-    latent positions (the fine detail that motion blur, and a latent low-pass filter, erase)."""
+    """A periodic RGB texture ``[S*SIZE, S*SIZE, 3]`` in [0, 1]: a background colour and large
+    hard-edged discs and squares (the coarse structure motion is seen in, even at high noise),
+    covered everywhere by a faint checker grain of ``GRAIN``-pixel cells aligned with the VAE's
+    2 x 2 pixel latent positions (the fine detail that motion blur, and a latent low-pass filter,
+    erase)."""
     n = SIZE * SUPERSAMPLE
     canvas = np.broadcast_to(rng.random(3, dtype=np.float32), (n, n, 3)).copy()
     yy, xx = np.mgrid[0:n, 0:n] / SUPERSAMPLE  # output-pixel units
-    for _ in range(8):
+    for _ in range(SHAPES):
         cy, cx = rng.random(2) * SIZE
         dy = (yy - cy + SIZE / 2) % SIZE - SIZE / 2  # torus distances: the texture wraps
         dx = (xx - cx + SIZE / 2) % SIZE - SIZE / 2
-        radius = rng.uniform(3.0, 8.0)
+        radius = rng.uniform(*RADII)
         inside = np.hypot(dx, dy) < radius if rng.random() < 0.5 else np.maximum(abs(dx), abs(dy)) < radius
         canvas = np.where(inside[..., None], rng.random(3, dtype=np.float32), canvas)
     parity = int(rng.integers(2))
@@ -279,9 +282,13 @@ def _batch(pipe: Any, clips: list[Clip]) -> tuple[torch.Tensor, torch.Tensor, to
 
 def flow_matching_loss(pipe: Any, clips: list[Clip], generator: torch.Generator) -> torch.Tensor:
     """Wan's objective: x_t = (1 - sigma) x0 + sigma noise, predict the velocity noise - x0
-    (timestep = 1000 sigma), with sigma uniform in [0, 1]."""
+    (timestep = 1000 sigma), with sigma drawn as the sampler spaces its steps (uniform, then
+    shifted by ``SHIFT``): most training, like most sampling steps, is at high noise, where the
+    model must learn to read a clip's motion from the noisy latents (and keep motion the early
+    steps began) instead of from the condition alone."""
     latents, condition, text = _batch(pipe, clips)
-    sigma = torch.rand(len(clips), generator=generator).view(-1, 1, 1, 1, 1)
+    u = torch.rand(len(clips), generator=generator)
+    sigma = (SHIFT * u / (1 + (SHIFT - 1) * u)).view(-1, 1, 1, 1, 1)
     noise = torch.randn(latents.shape, generator=generator)
     noisy = (1 - sigma) * latents + sigma * noise
     pred = pipe.transformer(
