@@ -72,12 +72,6 @@ def conditions() -> dict[str, Recipe | None]:
     return found
 
 
-def rightward(video: np.ndarray, estimator: Any) -> float:
-    """Mean horizontal flow (pixels per frame, positive to the right): the prompt asks for a pan
-    to the right, so this is motion in the asked direction (a pan right moves content right)."""
-    return float(np.mean([estimator(a, b)[..., 0].mean() for a, b in zip(video[:-1], video[1:])]))
-
-
 def measure(
     labels: list[str],
     n_images: int,
@@ -98,7 +92,7 @@ def measure(
         for image, seed in itertools.product(images, seeds):
             video, run = generate(loaded, image, table[label], steps=steps, seed=seed)
             row = metrics.summarize(video, image, estimator)
-            row["rightward"] = rightward(video, estimator)
+            row["rightward"] = testbed.rightward_flow(video, estimator)
             row["passes"] = run.last.passes if run else 2 * steps
             rows[label].append(row)
         log(f"{label}: {len(rows[label])} videos, {time.perf_counter() - start:.0f} s")

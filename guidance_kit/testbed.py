@@ -164,6 +164,17 @@ def sweep_images(n: int = 16) -> list[str]:
     return [f"testbed:{k}" for k in range(n)]
 
 
+def rightward_flow(video: Any, estimator: Any = None) -> float:
+    """Mean horizontal optical flow (pixels per frame, positive to the right) of a video: the
+    call's prompt asks for a pan to the right (``PROMPT``), so this is motion in the asked
+    direction (a pan right moves content right)."""
+    from guidance_kit import metrics
+
+    frames = metrics.as_frames(video)
+    estimator = estimator or metrics.flow_estimator()
+    return float(np.mean([estimator(a, b)[..., 0].mean() for a, b in zip(frames[:-1], frames[1:])]))
+
+
 def prompt_embeds(caption: str) -> torch.Tensor:
     """The fixed text embedding of a caption (the null caption "" is CFG's negative prompt)."""
     return _embeds(100 + CAPTIONS.index(caption), 1, _TEXT_TOKENS, TRANSFORMER["text_dim"])
