@@ -18,7 +18,9 @@ answers pipeline-specific questions:
 * how to read and replace the VAE-latent image condition inside the call's arguments, in a
   canonical ``[rows, C, F, H, W]`` layout;
 * for pixel space, which pipeline method encodes the preprocessed image and how to read the
-  image condition from what it returns.
+  image condition from what it returns;
+* which pipeline methods it wraps for the length of the block to learn what the denoiser's
+  arguments do not carry (:meth:`wraps`).
 """
 
 from __future__ import annotations
@@ -109,6 +111,15 @@ class Backend:
     @classmethod
     def has_extra_passes(cls) -> bool:
         return cls.extra_pass is not Backend.extra_pass
+
+    def wraps(self, pipe: Any) -> dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]]:
+        """Pipeline methods this backend wraps while a guide() block is attached, by name: each
+        value takes the pipeline's method and returns its wrapper (LTXCondition records the clean
+        initial latents of the call). The controller installs them after its own wrappers, so a
+        pixel-space replay calls the method unwrapped, and removes them on exit, also after an
+        error. What a wrapper records lives in the wrapper (``vars(pipe)[name]`` inside the
+        block), never on the backend, which every guide() block shares."""
+        return {}
 
     def image_arguments(self, pipe: Any, image: Any) -> dict[str, Any]:
         """The call arguments that hand ``image`` (PIL) to the pipeline as its conditioning image."""

@@ -11,7 +11,8 @@ How it attaches (all undone on exit, also after an exception):
   to know step i of N (deep copies of the scheduler get their own methods back);
 * ``vae.encode`` is wrapped to count encodes; in pixel space the pipeline's own image-encoding
   method (``backend.pixel_method``) is wrapped to record its inputs, so a filtered image can be
-  encoded through the very same path, once per distinct strength.
+  encoded through the very same path, once per distinct strength;
+* the backend's own method wrappers (``backend.wraps``) are installed last.
 
 On a step with s == 0 the denoiser is called with the pipeline's own arguments: bit-identical
 to the plain pipeline. On a filtered step the controller executes the guidance mode's pass plan:
@@ -509,6 +510,9 @@ class _Controller:
             if self.recipe.space == "pixel":
                 method = getattr(self.pipe, self.backend.pixel_method)
                 self._patch(self.pipe, self.backend.pixel_method, self._wrap_pixel(method))
+            # After the pixel wrapper: its replays call the method without the backend's wrapper.
+            for attr, wrap in self.backend.wraps(self.pipe).items():
+                self._patch(self.pipe, attr, wrap(getattr(self.pipe, attr)))
             _, extras, _ = self._plan(self.mode, ("uncond", "cond"), cfg=True)
             for name, module in self.backend.denoisers(self.pipe).items():
                 if extras:  # refuse a cache that cannot serve extra passes before any compute
