@@ -226,11 +226,12 @@ def _cogvideox() -> tuple[Any, dict[str, Any]]:
     return pipe, kwargs
 
 
-def _ltx() -> tuple[Any, dict[str, Any]]:
+def _ltx(pipeline: str = "LTXImageToVideoPipeline") -> tuple[Any, dict[str, Any]]:
+    """LTX-Video components in ``pipeline`` (``LTXConditionPipeline`` takes the same ones)."""
+    import diffusers
     from diffusers import (
         AutoencoderKLLTXVideo,
         FlowMatchEulerDiscreteScheduler,
-        LTXImageToVideoPipeline,
         LTXVideoTransformer3DModel,
     )
 
@@ -268,7 +269,7 @@ def _ltx() -> tuple[Any, dict[str, Any]]:
     )
     vae.use_framewise_encoding = False
     vae.use_framewise_decoding = False
-    pipe = LTXImageToVideoPipeline(
+    pipe = getattr(diffusers, pipeline)(
         tokenizer=None,
         text_encoder=None,
         vae=vae,
@@ -988,6 +989,7 @@ _BUILDERS: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
     "hunyuan-skyreels": _hunyuan_skyreels,
     "hunyuan-framepack": _hunyuan_framepack,
     "ltx-video": _ltx,
+    "ltx-condition": lambda: _ltx("LTXConditionPipeline"),
     "ltx-2": _ltx2,
     "svd": _svd,
     "sana-video": _sana,

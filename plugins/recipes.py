@@ -39,6 +39,11 @@ DEFAULTS = {
     "hunyuan-video": (alg(0.625, 0.04), "released default (HunyuanVideo-I2V, embedded guidance: one pass)"),
     "ltx-video": (alg(1 / 4.0, 0.1), "paper (CVPR) setting for LTX-Video: window 0.1, 1/factor 4.0"),
     "ltx-2": not_in_paper("LTX-2"),
+    "ltx-condition": (
+        GENERIC,
+        "generic paper default (window 0.1, 1/factor 2.5); the paper's LTX-Video setting (0.1, 4.0) is for "
+        "LTXImageToVideoPipeline, not LTXConditionPipeline",
+    ),
     "svd": not_in_paper("SVD"),
     "sana-video": not_in_paper("Sana-Video"),
     "hunyuan-skyreels": not_in_paper("SkyReels-V1"),

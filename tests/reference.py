@@ -1069,3 +1069,98 @@ def framepack(  # noqa: ANN001
             history = torch.cat([history, latents], dim=2)
             outputs.append(history[:, :, -total:])
     return outputs
+
+
+@torch.no_grad()
+def ltx_condition(  # noqa: ANN001
+    pipe, kw, image, steps, factor, end, seed, noise_scale=0.15, rescale=0.0, pixel=False
+):
+    """LTXConditionPipeline with one image condition at frame 0 (strength 1). The frame-0 tokens
+    of the packed latents are hard-conditioning tokens (mask 1, timestep 0, never stepped); before
+    every step they are re-noised from the clean initial latents, x = init + a * n * (t / 1000)^2
+    with a = ``noise_scale`` and n fresh noise from the generator. ALG low-passes the clean image
+    latent only: the conditioning tokens become LP(init) + a * n * (t / 1000)^2. Guidance rescale r
+    rescales g = U(I) + w (C(LP I) - U(LP I)) against the conditional term the pipeline holds,
+    U(I) + C(LP I) - U(LP I): g' = r g std(held) / std(g) + (1 - r) g. ``pixel``: LP(init) is the
+    pipeline's encode of the low-passed preprocessed image, with the generator state of its own."""
+    from diffusers.pipelines.ltx.pipeline_ltx_condition import linear_quadratic_schedule, retrieve_timesteps
+    from diffusers.utils.torch_utils import randn_tensor
+
+    dtype = pipe.transformer.dtype
+    gen = torch.Generator().manual_seed(seed)
+    pos, neg = kw["prompt_embeds"].to(dtype), kw["negative_prompt_embeds"].to(dtype)
+    pos_mask, neg_mask = kw["prompt_attention_mask"].to(dtype), kw["negative_prompt_attention_mask"].to(dtype)
+    w = kw["guidance_scale"]
+    height, width, frames = kw["height"], kw["width"], kw["num_frames"]
+    pixels = pipe.video_processor.preprocess(image, height, width).unsqueeze(2).to(pipe.vae.dtype)
+    timesteps, _ = retrieve_timesteps(pipe.scheduler, steps, "cpu", linear_quadratic_schedule(steps) * 1000)
+
+    def prepare(condition, generator):  # noqa: ANN001
+        return pipe.prepare_latents(
+            [condition],
+            [1.0],
+            [0],
+            batch_size=1,
+            num_channels_latents=pipe.transformer.config.in_channels,
+            height=height,
+            width=width,
+            num_frames=frames,
+            generator=generator,
+            device="cpu",
+            dtype=torch.float32,
+        )
+
+    state = gen.get_state()
+    latents, mask, coords, _ = prepare(pixels, gen)
+    coords = coords.float()
+    coords[:, 0] = coords[:, 0] * (1.0 / kw.get("frame_rate", 25))
+    init = latents.clone()
+    lf = (frames - 1) // pipe.vae_temporal_compression_ratio + 1
+    lh, lw = height // pipe.vae_spatial_compression_ratio, width // pipe.vae_spatial_compression_ratio
+    p, pt = pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
+    clean = pipe._unpack_latents(init, lf, lh, lw, p, pt)[:, :, :1].to(dtype)
+    if pixel:
+        replayed = prepare(downup(pixels, factor), torch.Generator().set_state(state))[0]
+        lowpassed = pipe._unpack_latents(replayed, lf, lh, lw, p, pt)[:, :, :1].to(dtype)
+    else:
+        lowpassed = downup(clean, factor)
+    hard = (mask > 1.0 - 1e-6).unsqueeze(-1)
+
+    for i, t in enumerate(timesteps):
+        if noise_scale > 0:
+            noise = randn_tensor(latents.shape, generator=gen, dtype=latents.dtype)
+            latents = torch.where(hard, init + noise_scale * noise * (t / 1000.0) ** 2, latents)
+        x = latents.to(dtype)
+        video = pipe._unpack_latents(x, lf, lh, lw, p, pt)
+        x_f = pipe._pack_latents(
+            torch.cat([video[:, :, :1] - clean + lowpassed, video[:, :, 1:]], dim=2), p, pt
+        )
+        timestep = torch.min(t.expand(1).unsqueeze(-1).float(), (1 - mask) * 1000.0)
+
+        def d(hidden, text, text_mask):  # noqa: ANN001, B023
+            return pipe.transformer(
+                hidden_states=hidden,
+                encoder_hidden_states=text,
+                timestep=timestep,  # noqa: B023
+                encoder_attention_mask=text_mask,
+                video_coords=coords,
+                return_dict=False,
+            )[0]
+
+        on = window(i, steps, end)
+        if w > 1:
+            u0 = d(x, neg, neg_mask)
+            c, u = (d(x_f, pos, pos_mask), d(x_f, neg, neg_mask)) if on else (d(x, pos, pos_mask), u0)
+            eps = u0 + w * (c - u)
+            if rescale > 0:
+                held = u0 + c - u
+                dims = list(range(1, eps.ndim))
+                eps = (
+                    rescale * eps * held.std(dim=dims, keepdim=True) / eps.std(dim=dims, keepdim=True)
+                    + (1 - rescale) * eps
+                )
+        else:  # no CFG: eps = C(LP I) in the window
+            eps = d(x_f if on else x, pos, pos_mask)
+        denoised = pipe.scheduler.step(-eps, t, latents, per_token_timesteps=timestep, return_dict=False)[0]
+        latents = torch.where((t / 1000 - 1e-6 < (1.0 - mask)).unsqueeze(-1), denoised, latents)
+    return pipe._unpack_latents(latents, lf, lh, lw, p, pt)

@@ -26,6 +26,7 @@ CFG = [
     "motif-video",
     "hunyuan-video-1.5",
     "skyreels-v2-df",
+    "ltx-condition",
 ]
 # HunyuanVideo Framepack runs one loop per section: run.last is its last section, run.calls[0] its
 # first, and its latent output is a list (the history after each section).
@@ -125,7 +126,7 @@ def test_guided_and_plain_calls_alternate(family, image):
     assert len(run.calls) == 2 and not torch.equal(first, plain)
 
 
-@pytest.mark.parametrize("family", ["wan2.1", "cogvideox", "svd"])
+@pytest.mark.parametrize("family", ["wan2.1", "cogvideox", "svd", "ltx-condition"])
 def test_pipeline_restored_after_exception(family, image):
     pipe, kwargs = pipeline(family)
     plain = run_pipe(pipe, kwargs, image, STEPS)
@@ -431,3 +432,53 @@ def test_cosmos25_text2world_has_no_image_to_filter(image):
         with gk.guide(pipe, window()):
             pipe(num_inference_steps=2, output_type="latent", **kwargs)
     assert run_pipe(pipe, kwargs, image, 2).shape[2] == 3  # the image call still works afterwards
+
+
+def _ltx_conditions(image, **fields):
+    from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
+
+    return {"conditions": [LTXVideoCondition(**{"image": image, **fields})]}
+
+
+def _two_images(image):
+    # (image=[a, b] is not two conditions: diffusers 0.42 zips it with video=[None] and keeps a)
+    from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
+
+    from guidance_kit.tiny import tiny_image
+
+    second = LTXVideoCondition(image=tiny_image(seed=1), frame_index=8)
+    return {"conditions": [LTXVideoCondition(image=image), second]}
+
+
+LTX_CONDITION_REFUSALS = {
+    "video": (lambda img: _ltx_conditions(None, video=[img] * 5), r"a video condition \(5 frames\)"),
+    "two conditions": (_two_images, "conditions: 2 conditions"),
+    "frame index": (lambda img: _ltx_conditions(img, frame_index=8), "frame_index=8"),
+    "strength": (lambda img: {"image": img, "strength": 0.5}, "strength=0.5"),
+    "denoise strength": (
+        lambda img: {
+            "image": img,
+            "denoise_strength": 0.5,
+            "latents": torch.zeros(1, 8, 3, 8, 8, dtype=torch.float64),
+        },
+        "denoise_strength < 1",
+    ),
+    "text to video": (lambda img: {}, r"no image or video condition \(text-to-video\)"),
+}
+
+
+@pytest.mark.parametrize("case", list(LTX_CONDITION_REFUSALS))
+def test_ltx_condition_refuses_what_it_cannot_guide_exactly(case, image):
+    pipe, kwargs = pipeline("ltx-condition")
+    arguments, message = LTX_CONDITION_REFUSALS[case]
+    call = {**kwargs, **arguments(image), "num_inference_steps": 2, "output_type": "latent"}
+    plain = pipe(**call, generator=torch.Generator().manual_seed(0)).frames  # the pipeline runs it
+    before = snapshot(pipe)
+    with pytest.raises(gk.GuidanceKitError, match=f"ltx-condition: .*{message}.*"):
+        with gk.guide(pipe, window()):
+            pipe(**call, generator=torch.Generator().manual_seed(0))
+    assert snapshot(pipe) == before
+    assert torch.equal(pipe(**call, generator=torch.Generator().manual_seed(0)).frames, plain)
+    zero = gk.Recipe(filter=gk.filters.DownUp(0.5), schedule=gk.schedules.Constant(0.0))
+    with gk.guide(pipe, zero):  # nothing to filter: the call runs as the plain pipeline
+        assert torch.equal(pipe(**call, generator=torch.Generator().manual_seed(0)).frames, plain)

@@ -1,13 +1,19 @@
 """LTX-Video I2V: the latents are packed into a token sequence whose frame-0 tokens hold the
-clean image latent (timestep t * (1 - mask) is 0 there); one batched CFG call."""
+clean image latent (timestep t * (1 - mask) is 0 there); one batched CFG call. LTX-2 adds audio
+and extra conditional passes; LTXConditionPipeline re-noises the frame-0 tokens every step from
+the clean initial latents, which its backend records from ``prepare_latents``."""
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from guidance_kit.backend import Arguments, Backend, replace_channels
+from guidance_kit.errors import GuidanceKitError
 
 
 class LTXVideoBackend(Backend):
@@ -86,3 +92,171 @@ class LTX2Backend(LTXVideoBackend):
         if args.get("isolate_modalities"):
             return "modality isolation"
         return None
+
+
+class _InitialLatents:
+    """``LTXConditionPipeline.prepare_latents`` inside a guide() block: records, for each pipeline
+    call, the clean initial latents it returns (the pipeline's ``init_latents`` are a copy of them),
+    the latent video size, and whatever about the call's conditions ALG cannot guide exactly."""
+
+    def __init__(self, pipe: Any, inner: Callable[..., Any]):
+        self.pipe, self.inner = pipe, inner
+        self.signature = inspect.signature(inner)
+        functools.update_wrapper(self, inner)
+        self.first: torch.Tensor | None = None  # latent frame 0 of the initial latents, [b, C, 1, h, w]
+        self.size: tuple[int, int, int] = (0, 0, 0)  # latent frames, height, width
+        self.refusal: str | None = "prepare_latents has not run in this guide() block"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        out = self.inner(*args, **kwargs)
+        self.record(bound.arguments, out)
+        return out
+
+    def record(self, arguments: dict[str, Any], out: Any) -> None:
+        pipe = self.pipe
+        frames = (arguments["num_frames"] - 1) // pipe.vae_temporal_compression_ratio + 1
+        height = arguments["height"] // pipe.vae_spatial_compression_ratio
+        width = arguments["width"] // pipe.vae_spatial_compression_ratio
+        self.size = (frames, height, width)
+        self.refusal = _refusal(arguments)
+        self.first = None
+        if self.refusal is None:
+            video = LTXVideoBackend._unpack(pipe, out[0], frames, height, width)
+            self.first = video[:, :, :1].clone()
+
+
+def _refusal(arguments: dict[str, Any]) -> str | None:
+    """Why ALG cannot guide a call with these ``prepare_latents`` arguments exactly, or None for
+    the one case it guides: one image condition at frame 0 with strength 1, full denoising."""
+    conditions = arguments["conditions"] or []
+    supported = "ALG supports one image condition (image=, or conditions=[LTXVideoCondition(image=...)]) at frame_index=0 with strength=1.0"
+    if len(conditions) == 0:
+        return (
+            "this call has no image or video condition (text-to-video), so there is no image to filter; "
+            + supported
+        )
+    if len(conditions) > 1:
+        return (
+            f"conditions: {len(conditions)} conditions in this call (several images, videos or keyframes); "
+            + supported
+        )
+    # One condition: the pipeline passes its strength and frame index as one-element lists.
+    strength, index = arguments["condition_strength"][0], arguments["condition_frame_index"][0]
+    if conditions[0].shape[2] > 1:
+        return (
+            f"conditions: a video condition ({conditions[0].shape[2]} frames) covers several latent "
+            "frames, which ALG does not filter; " + supported
+        )
+    if index != 0:
+        return (
+            f"frame_index={index!r}: a condition away from frame 0 enters as extra tokens "
+            "mixed with noise (torch.lerp), not as the clean first frame; " + supported
+        )
+    if strength != 1.0:
+        return (
+            f"strength={strength!r}: a partial-strength condition is a noise mix that the pipeline "
+            "denoises once t < (1 - strength) * 1000, not a clean image condition; " + supported
+        )
+    if arguments.get("sigma") is not None:
+        return (
+            f"denoise_strength < 1 (the loop starts at sigma {float(arguments['sigma'].flatten()[0]):.4g}): "
+            "the pipeline skips the first timesteps it scheduled, so ALG's step window would not be the "
+            "loop's; use denoise_strength=1.0"
+        )
+    return None
+
+
+class LTXConditionBackend(LTXVideoBackend):
+    """LTXConditionPipeline (LTX-Video 0.9.5+) with one image condition at frame 0: the latent
+    frame-0 tokens of the packed sequence are hard-conditioning tokens (conditioning mask 1,
+    timestep 0 there, never stepped). Each step the pipeline re-noises them from the clean initial
+    latents, ``init + image_cond_noise_scale * noise * (t / 1000) ** 2``, so what the transformer
+    sees there is not the clean image latent. ALG low-passes the clean image latent only: the
+    input at those tokens becomes ``input - init + LP(init)`` (the same added noise). The clean
+    initial latents come from ``prepare_latents``, which the backend wraps for the length of the
+    block. One batched CFG call, as LTX-Video; ``guidance_rescale`` rescales against the
+    conditional row the pipeline gets, C(LP I) + U(I) - U(LP I)."""
+
+    name = "ltx-condition"
+    pipelines = ("LTXConditionPipeline",)
+    batched_args = (
+        "hidden_states",
+        "encoder_hidden_states",
+        "timestep",
+        "encoder_attention_mask",
+        "video_coords",
+    )
+    pixel_image_args = ("conditions",)  # preprocessed image tensors [1, 3, 1, H, W] in [-1, 1]
+    description = "LTX-Video 0.9.5+ LTXConditionPipeline (one image condition at frame 0)"
+
+    def wraps(self, pipe: Any) -> dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]]:
+        return {"prepare_latents": functools.partial(_InitialLatents, pipe)}
+
+    def _initial(self, pipe: Any) -> _InitialLatents:
+        capture = vars(pipe).get("prepare_latents")
+        if not isinstance(capture, _InitialLatents):
+            raise GuidanceKitError(
+                "ltx-condition: prepare_latents is not the backend's wrapper inside this guide() block (was it "
+                "replaced after guide() began?), so the clean image latent of the call is unknown"
+            )
+        if capture.refusal is not None:
+            raise GuidanceKitError(f"ltx-condition: {capture.refusal}")
+        return capture
+
+    def _clean_first_frame(self, pipe: Any, rows: int, like: torch.Tensor) -> torch.Tensor:
+        """The clean image latent of the call, for ``rows`` denoiser rows (each CFG branch holds
+        the call's b rows in order), in at least float32 and at least ``like``'s precision."""
+        first = self._initial(pipe).first
+        assert first is not None
+        if rows % first.shape[0]:
+            raise GuidanceKitError(
+                f"ltx-condition: {rows} denoiser rows are not a multiple of the {first.shape[0]} rows of the "
+                "initial latents"
+            )
+        dtype = torch.promote_types(torch.promote_types(first.dtype, like.dtype), torch.float32)
+        first = first.to(device=like.device, dtype=dtype)
+        return first.repeat(rows // first.shape[0], 1, 1, 1, 1)
+
+    def _video(self, pipe: Any, args: Arguments) -> torch.Tensor:
+        frames, height, width = self._initial(pipe).size
+        hidden = args["hidden_states"]
+        p, pt = pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
+        if hidden.shape[1] != (frames // pt) * (height // p) * (width // p):
+            raise GuidanceKitError(
+                f"ltx-condition: hidden_states has {hidden.shape[1]} tokens, the {frames}x{height}x{width} "
+                "latent video of prepare_latents another number"
+            )
+        return self._unpack(pipe, hidden, frames, height, width)
+
+    def get_condition(self, pipe: Any, args: Arguments) -> torch.Tensor:
+        hidden = args["hidden_states"]
+        self._video(pipe, args)  # checks the layout
+        return self._clean_first_frame(pipe, hidden.shape[0], hidden)
+
+    def set_condition(self, pipe: Any, args: Arguments, condition: torch.Tensor) -> Arguments:
+        # Frame 0 holds init + noise: replace init by the condition, keep the noise. Rows that keep
+        # the original image get a shift of exactly 0, so they stay bit-identical.
+        video = self._video(pipe, args)
+        clean = self._clean_first_frame(pipe, video.shape[0], condition)
+        first = video[:, :, :1]
+        shifted = (first.to(clean.dtype) + (condition.to(clean.dtype) - clean)).to(first.dtype)
+        packed = pipe._pack_latents(
+            replace_channels(video, 2, 0, 1, shifted),
+            pipe.transformer_spatial_patch_size,
+            pipe.transformer_temporal_patch_size,
+        )
+        return {**args, "hidden_states": packed}
+
+    def filter_pixel_image(
+        self, pipe: Any, image: Any, args: Arguments, lowpass: Callable[[torch.Tensor], torch.Tensor]
+    ) -> Any:
+        return [lowpass(condition) for condition in image]
+
+    def pixel_condition(self, pipe: Any, output: Any, args: Arguments) -> torch.Tensor:
+        # prepare_latents returns (packed latents with the image latent on frame 0, mask, ids, extra)
+        frames = (args["num_frames"] - 1) // pipe.vae_temporal_compression_ratio + 1
+        height = args["height"] // pipe.vae_spatial_compression_ratio
+        width = args["width"] // pipe.vae_spatial_compression_ratio
+        return self._unpack(pipe, output[0], frames, height, width)[:, :, :1]
