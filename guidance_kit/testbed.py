@@ -1,21 +1,22 @@
 """A toy world built to contain the shortcut ALG targets, small enough to train and sample on a CPU.
 
-Clips are procedurally generated camera pans over a periodic texture covered by a checker grain
-of 2 x 2 pixel cells (one cell per latent position), rendered with physically integrated motion
-blur: each frame averages the texture over sub-frame positions across an open shutter, so static
-clips are sharp (grainy) and pans are blurred (the blur erases the grain; so does ALG's default
-latent low-pass filter). A share of the pans is shot with a fast shutter and stays sharp, so a
-sharp first frame means *mostly* static. Every caption names a direction ("moving right", ...), a
-random one for a static clip: the caption tells where a clip moves if it moves, only the image
-tells whether it does. Captions are dropped for CFG.
+Clips are procedurally generated camera pans over a periodic texture of large shapes covered by a
+faint checker grain of 2 x 2 pixel cells (one cell per latent position), rendered with physically
+integrated motion blur: each frame averages the texture over sub-frame positions across an open
+shutter, so static clips are sharp (grainy) and pans are blurred (the blur erases the grain; so
+does ALG's default latent low-pass filter). A share of the pans is shot with a fast shutter and
+stays sharp, so a sharp first frame means *mostly* static. Every caption names a direction ("moving
+right", ...), a random one for a static clip: the caption tells where a clip moves if it moves,
+only the image tells whether it does. Captions are dropped for CFG.
 
 The model is a small ``WanTransformer3DModel`` in the Wan 2.1 I2V layout (channels: noisy latents,
-4 mask channels, image latents; no CLIP image embedding), trained with flow matching on
-conditions built by the stock ``WanImageToVideoPipeline.prepare_latents``, so the stock pipeline
-samples it and ``guidance_kit.guide`` runs unmodified. The VAE is a fixed lossless pixel shuffle
-(2x2 spatial, 4 frames per latent frame after a lone first frame, as Wan's causal VAE groups
-them). Shipped weights: ``testbed.safetensors``; ``guidance-kit testbed train`` reproduces them.
-What ALG does here is measured, not assumed: see docs/testbed.md.
+4 mask channels, image latents; no CLIP image embedding), trained with flow matching (noise levels
+drawn as the sampler spaces its steps) on conditions built by the stock
+``WanImageToVideoPipeline.prepare_latents``, so the stock pipeline samples it and
+``guidance_kit.guide`` runs unmodified. The VAE is a fixed lossless pixel shuffle (2x2 spatial, 4
+frames per latent frame after a lone first frame, as Wan's causal VAE groups them). Shipped
+weights: ``testbed.safetensors``; ``guidance-kit testbed train`` reproduces them. What ALG does
+here is measured, not assumed: see docs/testbed.md.
 """
 
 from __future__ import annotations
