@@ -70,6 +70,9 @@ class Backend:
     #: (Framepack's end keyframe): the first call after the last denoising loop began is the
     #: image condition, and later ones are let through unrecorded.
     pixel_first_call: ClassVar[bool] = False
+    #: Why this backend cannot filter in pixel space (``space="pixel"`` is then refused before
+    #: anything is attached), or None where it can.
+    pixel_refusal: ClassVar[str | None] = None
     #: Released default recipe name for this backend (``gk.recipes.get("alg", backend=name)``).
     description: ClassVar[str] = ""
 

@@ -500,6 +500,11 @@ class _Controller:
                 f"the recipe schedules the guidance scale, and backend {self.backend.name!r} cannot read the scale "
                 f"{type(self.pipe).__name__} applies; drop the recipe's guidance schedule for this pipeline"
             )
+        if self.recipe.space == "pixel" and self.backend.pixel_refusal is not None:
+            raise UnsupportedPipelineError(
+                f"backend {self.backend.name!r} cannot filter in pixel space (space='pixel'): "
+                f"{self.backend.pixel_refusal}; use space='latent'"
+            )
         self._claim()
         try:
             for attr, tap in self.clock.taps().items():

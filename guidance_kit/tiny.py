@@ -280,14 +280,15 @@ def _ltx(pipeline: str = "LTXImageToVideoPipeline") -> tuple[Any, dict[str, Any]
     return pipe, kwargs
 
 
-def _ltx2() -> tuple[Any, dict[str, Any]]:
-    """LTX-2 with video and audio branches; the text encoder is replaced by stacked hidden states
-    (width x (layers + 1)) that the pipeline's connectors project, as for Gemma 3's output."""
+def _ltx2(pipeline: str = "LTX2ImageToVideoPipeline") -> tuple[Any, dict[str, Any]]:
+    """LTX-2 with video and audio branches in ``pipeline`` (``LTX2ConditionPipeline`` takes the
+    same components); the text encoder is replaced by stacked hidden states (width x (layers + 1))
+    that the pipeline's connectors project, as for Gemma 3's output."""
+    import diffusers
     from diffusers import (
         AutoencoderKLLTX2Audio,
         AutoencoderKLLTX2Video,
         FlowMatchEulerDiscreteScheduler,
-        LTX2ImageToVideoPipeline,
         LTX2VideoTransformer3DModel,
     )
     from diffusers.pipelines.ltx2 import LTX2TextConnectors
@@ -386,7 +387,7 @@ def _ltx2() -> tuple[Any, dict[str, Any]]:
         leaky_relu_negative_slope=0.1,
         output_sampling_rate=16000,
     )
-    pipe = LTX2ImageToVideoPipeline(
+    pipe = getattr(diffusers, pipeline)(
         scheduler=FlowMatchEulerDiscreteScheduler(),
         vae=vae,
         audio_vae=audio_vae,
@@ -403,7 +404,8 @@ def _ltx2() -> tuple[Any, dict[str, Any]]:
         negative_prompt_embeds=_embeds(2, 1, 16, width * (layers + 1)),
         frame_rate=25.0,
         # The release's defaults (STG at a late block, modality isolation, audio CFG 7, rescale
-        # 0.7), scaled to two layers; image_crf=0 skips the H.264 re-compression of the image.
+        # 0.7), scaled to two layers; image_crf=0 skips the H.264 re-compression of the image
+        # (LTX2ConditionPipeline takes it per condition, as crf=0: see its backend's image_arguments).
         stg_scale=1.0,
         modality_scale=3.0,
         audio_guidance_scale=7.0,
@@ -411,8 +413,11 @@ def _ltx2() -> tuple[Any, dict[str, Any]]:
         audio_modality_scale=3.0,
         guidance_rescale=0.7,
         spatio_temporal_guidance_blocks=[1],
-        image_crf=0,
     )
+    if pipeline == "LTX2ImageToVideoPipeline":
+        kwargs["image_crf"] = 0
+    else:
+        kwargs["audio_guidance_rescale"] = 0.7
     return pipe, kwargs
 
 
@@ -991,6 +996,7 @@ _BUILDERS: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
     "ltx-video": _ltx,
     "ltx-condition": lambda: _ltx("LTXConditionPipeline"),
     "ltx-2": _ltx2,
+    "ltx2-condition": lambda: _ltx2("LTX2ConditionPipeline"),
     "svd": _svd,
     "sana-video": _sana,
 }

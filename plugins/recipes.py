@@ -44,6 +44,7 @@ DEFAULTS = {
         "generic paper default (window 0.1, 1/factor 2.5); the paper's LTX-Video setting (0.1, 4.0) is for "
         "LTXImageToVideoPipeline, not LTXConditionPipeline",
     ),
+    "ltx2-condition": not_in_paper("LTX-2"),
     "svd": not_in_paper("SVD"),
     "sana-video": not_in_paper("Sana-Video"),
     "hunyuan-skyreels": not_in_paper("SkyReels-V1"),

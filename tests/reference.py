@@ -1164,3 +1164,158 @@ def ltx_condition(  # noqa: ANN001
         denoised = pipe.scheduler.step(-eps, t, latents, per_token_timesteps=timestep, return_dict=False)[0]
         latents = torch.where((t / 1000 - 1e-6 < (1.0 - mask)).unsqueeze(-1), denoised, latents)
     return pipe._unpack_latents(latents, lf, lh, lw, p, pt)
+
+
+@torch.no_grad()
+def ltx2_condition(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
+    """LTX2ConditionPipeline with one image condition at latent frame 0 (strength 1, crf 0). As
+    LTX-2 I2V (video and audio, a CFG pair plus an STG pass and a modality-isolation pass on the
+    positive prompt, all combined in x0 space, x0(v) = x - sigma v), but every token is stepped:
+    the x0 guess is blended with the clean latents by the conditioning mask (1 on frame 0, 0
+    elsewhere), d = (1 - mask) g + mask clean, and the velocity (x - d) / sigma goes to the
+    scheduler, so frame 0 stays the clean image latent. ALG: U on the image, C, U, STG and MOD on
+    the latents with frame 0 low-passed. Guidance rescale per modality (r_video, r_audio) against
+    the conditional term the pipeline holds, x0(U(I)) + x0(C(LP I)) - x0(U(LP I)). Audio: the
+    pipeline's ``audio_scheduler`` if it has one, else a copy of the video scheduler, each with
+    its own timesteps (the audio timestep goes to the transformer; both are stepped at the video
+    timestep, as the pipeline does)."""
+    import copy
+
+    from diffusers.pipelines.ltx2.pipeline_ltx2_condition import (
+        LTX2VideoCondition,
+        calculate_shift,
+        retrieve_timesteps,
+    )
+
+    dtype = pipe.transformer.dtype
+    gen = torch.Generator().manual_seed(seed)
+    height, width, frames, fps = kw["height"], kw["width"], kw["num_frames"], kw["frame_rate"]
+    scales = [  # (w, s, m, r) for the video and the audio output
+        (kw["guidance_scale"], kw["stg_scale"], kw["modality_scale"], kw["guidance_rescale"]),
+        (
+            kw["audio_guidance_scale"],
+            kw["audio_stg_scale"],
+            kw["audio_modality_scale"],
+            kw["audio_guidance_rescale"],
+        ),
+    ]
+    with_cfg = kw["guidance_scale"] > 1 or kw["audio_guidance_scale"] > 1
+    with_stg = kw["stg_scale"] > 0 or kw["audio_stg_scale"] > 0
+    with_mod = kw["modality_scale"] > 1 or kw["audio_modality_scale"] > 1
+    texts = {
+        name: pipe.connectors(
+            kw[f"{key}_embeds"].to(dtype), kw[f"{key}_attention_mask"].to(dtype), padding_side="left"
+        )
+        for name, key in (("pos", "prompt"), ("neg", "negative_prompt"))
+    }
+    latents, mask, clean, keyframes = pipe.prepare_latents(
+        [LTX2VideoCondition(frames=image, index=0, strength=1.0, crf=0)],
+        1,
+        pipe.transformer.config.in_channels,
+        height,
+        width,
+        frames,
+        fps,
+        1.0,
+        torch.float32,
+        "cpu",
+        gen,
+    )
+    assert keyframes is None
+    lf = (frames - 1) // pipe.vae_temporal_compression_ratio + 1
+    lh, lw = height // pipe.vae_spatial_compression_ratio, width // pipe.vae_spatial_compression_ratio
+    per_second = pipe.audio_sampling_rate / pipe.audio_hop_length / pipe.audio_vae_temporal_compression_ratio
+    af = round(frames / fps * per_second)
+    mel = pipe.audio_vae.config.mel_bins
+    audio = pipe.prepare_audio_latents(
+        1, pipe.audio_vae.config.latent_channels, af, mel, 1.0, torch.float32, "cpu", gen
+    )
+    cfg = pipe.scheduler.config
+    mu = calculate_shift(
+        latents.shape[1],
+        cfg.get("base_image_seq_len", 1024),
+        cfg.get("max_image_seq_len", 4096),
+        cfg.get("base_shift", 0.95),
+        cfg.get("max_shift", 2.05),
+    )
+    sigmas = np.linspace(1.0, 1 / steps, steps)
+    audio_scheduler = (
+        pipe.audio_scheduler if pipe.audio_scheduler is not None else copy.deepcopy(pipe.scheduler)
+    )
+    audio_timesteps, _ = retrieve_timesteps(audio_scheduler, steps, "cpu", None, sigmas=sigmas, mu=mu)
+    timesteps, _ = retrieve_timesteps(pipe.scheduler, steps, "cpu", None, sigmas=sigmas, mu=mu)
+    video_coords = pipe.transformer.rope.prepare_video_coords(1, lf, lh, lw, "cpu", fps=fps)
+    audio_coords = pipe.transformer.audio_rope.prepare_audio_coords(1, af, "cpu")
+    p, pt = pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
+    first = pipe._unpack_latents(clean.to(dtype), lf, lh, lw, p, pt)[:, :, :1]
+    lowpassed = downup(first, factor)
+
+    for i, t in enumerate(timesteps):
+        sigmas_now = (pipe.scheduler.sigmas[i].double(), audio_scheduler.sigmas[i].double())
+        tt, ta = t.expand(1), audio_timesteps[i].expand(1)
+
+        def d(hidden, text, stg_blocks=None, isolate=False):  # noqa: ANN001
+            video_text, audio_text, text_mask = texts[text]
+            out = pipe.transformer(
+                hidden_states=hidden,
+                audio_hidden_states=audio.to(dtype),  # noqa: B023
+                encoder_hidden_states=video_text,
+                audio_encoder_hidden_states=audio_text,
+                timestep=tt.unsqueeze(-1) * (1 - mask.squeeze(-1)),  # noqa: B023
+                audio_timestep=ta,  # noqa: B023
+                sigma=tt,  # noqa: B023
+                audio_sigma=ta,  # noqa: B023
+                encoder_attention_mask=text_mask,
+                audio_encoder_attention_mask=text_mask,
+                num_frames=lf,
+                height=lh,
+                width=lw,
+                fps=fps,
+                audio_num_frames=af,
+                video_coords=video_coords,
+                audio_coords=audio_coords,
+                isolate_modalities=isolate,
+                spatio_temporal_guidance_blocks=stg_blocks,
+                perturbation_mask=None,
+                use_cross_timestep=True,
+                return_dict=False,
+            )
+            return [o.double() for o in out]
+
+        x = latents.to(dtype)
+        video = pipe._unpack_latents(x, lf, lh, lw, p, pt)
+        assert torch.equal(video[:, :, :1], first), "frame 0 must stay the clean image latent"
+        x_f = pipe._pack_latents(torch.cat([lowpassed, video[:, :, 1:]], dim=2), p, pt)
+        if not window(i, steps, end):
+            x_f = x
+        c = d(x_f, "pos")
+        if with_cfg:
+            u0 = d(x, "neg")
+            u = d(x_f, "neg") if x_f is not x else u0
+        else:  # no unconditional pass; the CFG term drops out (ALG without CFG: C(LP I))
+            u0 = u = c
+        stg = d(x_f, "pos", stg_blocks=kw["spatio_temporal_guidance_blocks"]) if with_stg else c
+        mod = d(x_f, "pos", isolate=True) if with_mod else c
+        velocities = []
+        for k, (sample, sigma, (w, s, m, r)) in enumerate(zip((latents, audio), sigmas_now, scales)):
+            sample = sample.double()
+
+            def x0(pred):  # noqa: ANN001
+                return sample - pred[k] * sigma  # noqa: B023
+
+            g = x0(u0) + w * (x0(c) - x0(u)) + s * (x0(c) - x0(stg)) + (m - 1) * (x0(c) - x0(mod))
+            held = x0(u0) + x0(c) - x0(u)
+            dims = list(range(1, g.ndim))
+            g = r * g * held.std(dim=dims, keepdim=True) / g.std(dim=dims, keepdim=True) + (1 - r) * g
+            if k == 0:
+                g = g * (1 - mask.double()) + clean.double() * mask.double()
+            velocities.append(((sample - g) / sigma).float())
+        latents = pipe.scheduler.step(velocities[0], t, latents, return_dict=False)[0]
+        audio = audio_scheduler.step(velocities[1], t, audio, return_dict=False)[0]
+    video = pipe._unpack_latents(latents, lf, lh, lw, p, pt)
+    video = pipe._denormalize_latents(
+        video, pipe.vae.latents_mean, pipe.vae.latents_std, pipe.vae.config.scaling_factor
+    )
+    audio = pipe._denormalize_audio_latents(audio, pipe.audio_vae.latents_mean, pipe.audio_vae.latents_std)
+    audio = pipe._unpack_audio_latents(audio, af, num_mel_bins=mel // pipe.audio_vae_mel_compression_ratio)
+    return video, audio

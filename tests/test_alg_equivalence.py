@@ -416,6 +416,57 @@ def test_ltx2_video_and_audio_match_reference(call, execution, image):
         assert max_rel(got[output], expected[output]) < 1e-6
 
 
+# LTX2ConditionPipeline: as LTX-2 (float32 x0-space combination), every token stepped, frame 0
+# held clean by the x0 blend with the clean latents; the image given as one condition with crf=0.
+LTX2_CONDITION_CALLS = {
+    **LTX2_CALLS,
+    "separate audio scheduler (shift 3)": {},
+}
+
+
+@pytest.mark.parametrize("execution", ["batched", "sequential"])
+@pytest.mark.parametrize("call", list(LTX2_CONDITION_CALLS))
+def test_ltx2_condition_video_and_audio_match_reference(call, execution, image):
+    from diffusers import FlowMatchEulerDiscreteScheduler
+    from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
+
+    pipe, kwargs = pipeline("ltx2-condition")
+    kwargs = {**kwargs, **LTX2_CONDITION_CALLS[call]}
+
+    def run_both():
+        out = pipe(
+            conditions=[LTX2VideoCondition(frames=image, index=0, strength=1.0, crf=0)],
+            num_inference_steps=STEPS,
+            generator=torch.Generator().manual_seed(0),
+            output_type="latent",
+            **kwargs,
+        )
+        return out.frames, out.audio
+
+    if call.startswith("separate audio scheduler"):
+        pipe.register_modules(audio_scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0))
+    try:
+        expected = reference.ltx2_condition(pipe, kwargs, image, STEPS, FACTOR, END, seed=0)
+        plain = run_both()
+        with gk.guide(pipe, recipe(), execution=execution) as run:
+            got = run_both()
+        zero = gk.Recipe(filter=gk.filters.DownUp(FACTOR), schedule=gk.schedules.Constant(0.0))
+        with gk.guide(pipe, zero) as unfiltered:
+            same = run_both()
+    finally:
+        pipe.register_modules(audio_scheduler=None)
+    cfg = kwargs["guidance_scale"] > 1 or kwargs["audio_guidance_scale"] > 1
+    stg = kwargs["stg_scale"] > 0 or kwargs["audio_stg_scale"] > 0
+    extra = int(stg) + int(kwargs["modality_scale"] > 1 or kwargs["audio_modality_scale"] > 1)
+    own = (2 if cfg else 1) + extra
+    assert [r.passes for r in run.trace] == [own + cfg] * 3 + [own] * 3
+    assert [r.passes for r in unfiltered.trace] == [own] * STEPS and unfiltered.last.filtered_steps == []
+    for output in range(2):  # video, audio
+        assert torch.equal(same[output], plain[output]), "strength 0 must be the plain pipeline, bit for bit"
+        assert max_rel(plain[output], expected[output]) > 1e-5, "ALG must change both outputs"
+        assert max_rel(got[output], expected[output]) < 1e-6
+
+
 def _framepack_negative():
     return {
         "negative_prompt_embeds": torch.randn(

@@ -33,6 +33,8 @@ CFG = [
 ONE_PASS = ["hunyuan-video", "hunyuan-video-token-replace", "hunyuan-framepack"]
 # LTX-2 adds spatio-temporal guidance and modality-isolation passes (tests/test_alg_equivalence.py)
 ALL = CFG + ONE_PASS + ["svd", "ltx-2"]
+# LTX2ConditionPipeline refuses pixel space (its H.264 re-compression sits inside prepare_latents).
+LATENT_ONLY = ["ltx2-condition"]
 
 
 def window(end=0.4, space="latent", mode="alg", factor=0.5):
@@ -98,7 +100,7 @@ def test_svd_alg_needs_no_extra_pass(image):
     assert run.last.passes == 2 * STEPS
 
 
-@pytest.mark.parametrize("family", ALL)
+@pytest.mark.parametrize("family", ALL + LATENT_ONLY)
 def test_strength_zero_everywhere_is_bit_identical(family, image):
     pipe, kwargs = pipeline(family)
     plain = run_pipe(pipe, kwargs, image, STEPS)
@@ -126,9 +128,10 @@ def test_guided_and_plain_calls_alternate(family, image):
     assert len(run.calls) == 2 and not torch.equal(first, plain)
 
 
-@pytest.mark.parametrize("family", ["wan2.1", "cogvideox", "svd", "ltx-condition"])
+@pytest.mark.parametrize("family", ["wan2.1", "cogvideox", "svd", "ltx-condition", *LATENT_ONLY])
 def test_pipeline_restored_after_exception(family, image):
     pipe, kwargs = pipeline(family)
+    space = "latent" if family in LATENT_ONLY else "pixel"
     plain = run_pipe(pipe, kwargs, image, STEPS)
     before = snapshot(pipe)
 
@@ -138,7 +141,7 @@ def test_pipeline_restored_after_exception(family, image):
         return callback_kwargs
 
     with pytest.raises(RuntimeError, match="boom"):
-        with gk.guide(pipe, window(space="pixel")):
+        with gk.guide(pipe, window(space=space)):
             run_pipe(pipe, kwargs, image, STEPS, callback_on_step_end=boom)
     assert snapshot(pipe) == before
     assert torch.equal(run_pipe(pipe, kwargs, image, STEPS), plain)
@@ -482,3 +485,106 @@ def test_ltx_condition_refuses_what_it_cannot_guide_exactly(case, image):
     zero = gk.Recipe(filter=gk.filters.DownUp(0.5), schedule=gk.schedules.Constant(0.0))
     with gk.guide(pipe, zero):  # nothing to filter: the call runs as the plain pipeline
         assert torch.equal(pipe(**call, generator=torch.Generator().manual_seed(0)).frames, plain)
+
+
+def _ltx2_conditions(*conditions):
+    from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
+
+    return {"conditions": [LTX2VideoCondition(**{"crf": 0, **fields}) for fields in conditions]}
+
+
+def _ltx2_two_images(image):
+    from guidance_kit.tiny import tiny_image
+
+    return _ltx2_conditions({"frames": image}, {"frames": tiny_image(seed=1), "index": 2})
+
+
+# The tiny LTX-2 video has 5 latent frames (9 frames, temporal compression 2).
+LTX2_CONDITION_REFUSALS = {
+    "video": (lambda img: _ltx2_conditions({"frames": [img] * 5}), r"frames: a video condition \(5 frames\)"),
+    "two conditions": (_ltx2_two_images, "conditions: 2 conditions"),
+    "keyframe index": (
+        lambda img: _ltx2_conditions({"frames": img, "index": 2}),
+        "index=2: .*keyframe tokens",
+    ),
+    "strength": (lambda img: _ltx2_conditions({"frames": img, "strength": 0.5}), "strength=0.5"),
+    "index past the end": (
+        lambda img: _ltx2_conditions({"frames": img, "index": 7}),
+        "index=7: the pipeline skipped the condition",
+    ),
+    "text to video": (lambda img: {}, r"conditions: none in this call \(text-to-video\)"),
+}
+
+
+def _ltx2_run(pipe, call):
+    torch.manual_seed(0)  # a stochastic scheduler draws its noise from the global generator
+    return pipe(**call, generator=torch.Generator().manual_seed(0)).frames
+
+
+def _ltx2_refused(pipe, call, message, plain):
+    before = snapshot(pipe)
+    with pytest.raises(gk.GuidanceKitError, match=f"ltx2-condition: .*{message}.*"):
+        with gk.guide(pipe, window()):
+            _ltx2_run(pipe, call)
+    assert snapshot(pipe) == before
+    assert torch.equal(_ltx2_run(pipe, call), plain)
+
+
+@pytest.mark.parametrize("case", list(LTX2_CONDITION_REFUSALS))
+def test_ltx2_condition_refuses_what_it_cannot_guide_exactly(case, image):
+    pipe, kwargs = pipeline("ltx2-condition")
+    arguments, message = LTX2_CONDITION_REFUSALS[case]
+    call = {**kwargs, **arguments(image), "num_inference_steps": 2, "output_type": "latent"}
+    plain = _ltx2_run(pipe, call)  # the pipeline runs it
+    _ltx2_refused(pipe, call, message, plain)
+    zero = gk.Recipe(filter=gk.filters.DownUp(0.5), schedule=gk.schedules.Constant(0.0))
+    with gk.guide(pipe, zero):  # nothing to filter: the call runs as the plain pipeline
+        assert torch.equal(_ltx2_run(pipe, call), plain)
+
+
+def test_ltx2_condition_refuses_a_stochastic_scheduler(image):
+    # stochastic_sampling re-noises every token at every step: frame 0 is no clean image latent.
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    pipe, kwargs = pipeline("ltx2-condition")
+    call = {
+        **kwargs,
+        **_ltx2_conditions({"frames": image}),
+        "num_inference_steps": 2,
+        "output_type": "latent",
+    }
+    scheduler = pipe.scheduler
+    pipe.register_modules(scheduler=FlowMatchEulerDiscreteScheduler(stochastic_sampling=True))
+    try:
+        plain = _ltx2_run(pipe, call)
+        _ltx2_refused(pipe, call, "scheduler stochastic_sampling=True", plain)
+    finally:
+        pipe.register_modules(scheduler=scheduler)
+
+
+def test_ltx2_condition_refuses_pixel_space_before_attaching(image):
+    pipe, kwargs = pipeline("ltx2-condition")
+    before = snapshot(pipe)
+    with pytest.raises(
+        gk.UnsupportedPipelineError, match=r"'ltx2-condition' cannot filter in pixel space.*crf"
+    ):
+        with gk.guide(pipe, window(space="pixel")):
+            pass
+    assert snapshot(pipe) == before
+
+
+def test_ltx2_condition_refuses_frame_0_tokens_that_are_not_the_clean_image_latent(image):
+    # A step callback that moves the latents leaves frame 0 off the clean image latent.
+    pipe, kwargs = pipeline("ltx2-condition")
+    call = {
+        **kwargs,
+        **_ltx2_conditions({"frames": image}),
+        "num_inference_steps": 6,
+        "output_type": "latent",
+    }
+
+    def nudge(pipe_, i, t, callback_kwargs):
+        return {"latents": callback_kwargs["latents"] + 1e-3}
+
+    plain = _ltx2_run(pipe, {**call, "callback_on_step_end": nudge})
+    _ltx2_refused(pipe, {**call, "callback_on_step_end": nudge}, "do not hold the clean image latent", plain)

@@ -73,7 +73,7 @@ def test_guidance_schedule_at_one_changes_nothing(image):
 
 
 # LTX-2 applies separate video and audio scales: no one factor rescales both.
-@pytest.mark.parametrize("family", ["cogvideox", "hunyuan-video", "ltx-2"])
+@pytest.mark.parametrize("family", ["cogvideox", "hunyuan-video", "ltx-2", "ltx2-condition"])
 def test_backends_that_cannot_read_the_scale_refuse(family, image):
     pipe, _ = pipeline(family)
     with pytest.raises(gk.UnsupportedPipelineError, match="cannot read the scale"):

@@ -10,7 +10,12 @@ from guidance_kit.plugins.backends.framepack import HunyuanFramepackBackend
 from guidance_kit.plugins.backends.hunyuan import HunyuanSkyreelsBackend, HunyuanVideoBackend
 from guidance_kit.plugins.backends.hunyuan15 import HunyuanVideo15Backend
 from guidance_kit.plugins.backends.kandinsky import Kandinsky5Backend
-from guidance_kit.plugins.backends.ltx import LTX2Backend, LTXConditionBackend, LTXVideoBackend
+from guidance_kit.plugins.backends.ltx import (
+    LTX2Backend,
+    LTX2ConditionBackend,
+    LTXConditionBackend,
+    LTXVideoBackend,
+)
 from guidance_kit.plugins.backends.motif import MotifVideoBackend
 from guidance_kit.plugins.backends.sana import SanaVideoBackend
 from guidance_kit.plugins.backends.skyreels_df import SkyReelsV2DFBackend
@@ -31,6 +36,7 @@ BUILTIN_BACKENDS = (
     LTXVideoBackend(),
     LTX2Backend(),
     LTXConditionBackend(),
+    LTX2ConditionBackend(),
     StableVideoDiffusionBackend(),
     SanaVideoBackend(),
     HunyuanSkyreelsBackend(),

@@ -1,12 +1,15 @@
 """LTX-Video I2V: the latents are packed into a token sequence whose frame-0 tokens hold the
 clean image latent (timestep t * (1 - mask) is 0 there); one batched CFG call. LTX-2 adds audio
 and extra conditional passes; LTXConditionPipeline re-noises the frame-0 tokens every step from
-the clean initial latents, which its backend records from ``prepare_latents``."""
+the clean initial latents, which its backend records from ``prepare_latents``. LTX2ConditionPipeline
+keeps its frame-0 tokens clean (an x0 blend with the clean latents) and takes its conditions per
+call, which its backend learns from ``prepare_latents`` too."""
 
 from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -260,3 +263,201 @@ class LTXConditionBackend(LTXVideoBackend):
         height = args["height"] // pipe.vae_spatial_compression_ratio
         width = args["width"] // pipe.vae_spatial_compression_ratio
         return self._unpack(pipe, output[0], frames, height, width)[:, :, :1]
+
+
+class _LTX2Conditions:
+    """``LTX2ConditionPipeline.prepare_latents`` inside a guide() block: records, for each pipeline
+    call, the clean image latent the frame-0 tokens hold, the latent video size, and whatever about
+    the call's conditions ALG cannot guide exactly. The conditions as the pipeline uses them
+    (after its CRF re-compression, resizing, trimming and negative-index wrap) come from its own
+    ``preprocess_conditions``, which this wrapper taps for the length of its call."""
+
+    def __init__(self, pipe: Any, inner: Callable[..., Any]):
+        self.pipe, self.inner = pipe, inner
+        self.signature = inspect.signature(inner)
+        functools.update_wrapper(self, inner)
+        self.first: torch.Tensor | None = None  # latent frame 0 of the initial latents, [b, C, 1, h, w]
+        self.size: tuple[int, int, int] = (0, 0, 0)  # latent frames, height, width
+        self.refusal: str | None = "prepare_latents has not run in this guide() block"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        pipe, seen = self.pipe, []
+        preprocess = pipe.preprocess_conditions  # the pipeline's own (a bound method)
+
+        def tap(*a: Any, **k: Any) -> Any:
+            out = preprocess(*a, **k)
+            seen.append(out)
+            return out
+
+        own = "preprocess_conditions" in vars(pipe)
+        previous = vars(pipe).get("preprocess_conditions")
+        pipe.preprocess_conditions = tap
+        try:
+            out = self.inner(*args, **kwargs)
+        finally:
+            if own:
+                pipe.preprocess_conditions = previous
+            else:
+                del pipe.preprocess_conditions
+        self.record(bound.arguments, seen, out)
+        return out
+
+    def record(self, arguments: dict[str, Any], seen: list[Any], out: Any) -> None:
+        pipe = self.pipe
+        frames = (arguments["num_frames"] - 1) // pipe.vae_temporal_compression_ratio + 1
+        height = arguments["height"] // pipe.vae_spatial_compression_ratio
+        width = arguments["width"] // pipe.vae_spatial_compression_ratio
+        self.size = (frames, height, width)
+        self.first = None
+        self.refusal = _ltx2_refusal(pipe, arguments, seen)
+        if self.refusal is None:
+            latents, mask, clean, keyframe_coords = out
+            p, pt = pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
+            tokens = (frames // pt) * (height // p) * (width // p)
+            first_tokens = tokens // (frames // pt)
+            expected = torch.zeros_like(mask)
+            expected[:, :first_tokens] = 1
+            if keyframe_coords is not None or latents.shape[1] != tokens or not torch.equal(mask, expected):
+                self.refusal = (
+                    "prepare_latents returned conditioning that is not one clean frame-0 condition "
+                    f"({latents.shape[1]} tokens for a {frames}x{height}x{width} latent video, conditioning "
+                    f"mask sum {float(mask.sum()):.4g}); " + _LTX2_SUPPORTED
+                )
+                return
+            video = LTXVideoBackend._unpack(pipe, clean, frames, height, width)
+            self.first = video[:, :, :1].clone()
+
+
+_LTX2_SUPPORTED = (
+    "ALG supports one image condition, conditions=[LTX2VideoCondition(frames=image, index=0, strength=1.0)]"
+)
+
+
+def _ltx2_refusal(pipe: Any, arguments: dict[str, Any], seen: list[Any]) -> str | None:
+    """Why ALG cannot guide an ``LTX2ConditionPipeline`` call exactly, or None for the one case it
+    guides: one image condition at latent frame 0 with strength 1, on a deterministic scheduler."""
+    given = arguments["conditions"]
+    given = [] if given is None else given if isinstance(given, list | tuple) else [given]
+    if len(given) == 0:
+        return (
+            "conditions: none in this call (text-to-video), so there is no image to filter; "
+            + _LTX2_SUPPORTED
+        )
+    if len(given) > 1:
+        return (
+            f"conditions: {len(given)} conditions in this call (several images, videos or keyframes); "
+            + _LTX2_SUPPORTED
+        )
+    if len(seen) != 1:
+        return (
+            f"prepare_latents ran preprocess_conditions {len(seen)} times, so the condition the pipeline "
+            "encoded is unknown; " + _LTX2_SUPPORTED
+        )
+    pixels, strengths, indices, _ = seen[0]
+    if len(pixels) == 0:  # the pipeline skipped it (index past the last latent frame)
+        index = getattr(given[0], "index", None)
+        return (
+            f"index={index!r}: the pipeline skipped the condition (past the last latent frame), so there is "
+            "no image to filter; " + _LTX2_SUPPORTED
+        )
+    if pixels[0].shape[2] > 1:
+        return (
+            f"frames: a video condition ({pixels[0].shape[2]} frames) covers several latent frames, which "
+            "ALG does not filter; " + _LTX2_SUPPORTED
+        )
+    if indices[0] != 0:
+        return (
+            f"index={getattr(given[0], 'index', indices[0])!r}: a condition away from latent frame 0 enters as "
+            "keyframe tokens appended to the sequence, not as the clean first frame; " + _LTX2_SUPPORTED
+        )
+    if strengths[0] != 1.0:
+        return (
+            f"strength={strengths[0]!r}: a partial-strength condition is a noise mix the pipeline "
+            "denoises, not a clean image condition; " + _LTX2_SUPPORTED
+        )
+    if getattr(pipe.scheduler.config, "stochastic_sampling", False):
+        return (
+            "scheduler stochastic_sampling=True: the scheduler re-noises every token at every step, so the "
+            "frame-0 tokens do not hold the clean image latent; use a scheduler with stochastic_sampling=False"
+        )
+    return None
+
+
+class LTX2ConditionBackend(LTX2Backend):
+    """LTX2ConditionPipeline (LTX-2) with one image condition at latent frame 0: the frame-0 tokens
+    of the packed video latents hold the clean image latent (conditioning mask 1, timestep 0 there)
+    and stay clean, since the pipeline blends the x0 prediction with the clean latents there and
+    adds no per-step noise. As LTX-2 otherwise: video and audio outputs, a batched CFG call plus
+    the spatio-temporal guidance and modality-isolation passes on the positive rows, combined in x0
+    space. Conditions are given per call, so the backend wraps ``prepare_latents`` for the length
+    of the block to learn them (and refuses, by name, every other kind: keyframes, videos, partial
+    strength, several conditions, none). Pixel space is refused: the pipeline re-compresses each
+    image with H.264 (``crf``) inside ``prepare_latents``, before its own preprocessing."""
+
+    name = "ltx2-condition"
+    pipelines = ("LTX2ConditionPipeline",)
+    description = "LTX-2 LTX2ConditionPipeline (one image condition at frame 0; video + audio)"
+    batched_args = (*LTX2Backend.batched_args, "audio_sigma")  # passed here, not by LTX2ImageToVideo
+    pixel_refusal = (
+        "LTX2ConditionPipeline re-compresses each condition image with H.264 (crf) and resizes it inside "
+        "prepare_latents, per condition, so the preprocessed image has no encode path of its own to replay"
+    )
+
+    def wraps(self, pipe: Any) -> dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]]:
+        return {"prepare_latents": functools.partial(_LTX2Conditions, pipe)}
+
+    def image_arguments(self, pipe: Any, image: Any) -> dict[str, Any]:
+        """``conditions=[LTX2VideoCondition(frames=image, index=0, strength=1.0)]`` with the model's
+        default H.264 re-compression (``crf=None``) where PyAV is installed; without PyAV, which that
+        re-compression needs, ``crf=0`` (no re-compression) and a warning."""
+        from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
+        from diffusers.utils import is_av_available
+
+        crf = None
+        if not is_av_available():
+            warnings.warn(
+                "ltx2-condition: PyAV is not installed, so the condition image is passed with crf=0 (no H.264 "
+                "re-compression, which the model was trained with); install av for the model's default",
+                UserWarning,
+                stacklevel=2,
+            )
+            crf = 0
+        return {"conditions": [LTX2VideoCondition(frames=image, index=0, strength=1.0, crf=crf)]}
+
+    def _capture(self, pipe: Any) -> _LTX2Conditions:
+        capture = vars(pipe).get("prepare_latents")
+        if not isinstance(capture, _LTX2Conditions):
+            raise GuidanceKitError(
+                "ltx2-condition: prepare_latents is not the backend's wrapper inside this guide() block (was it "
+                "replaced after guide() began?), so the conditions of the call are unknown"
+            )
+        if capture.refusal is not None:
+            raise GuidanceKitError(f"ltx2-condition: {capture.refusal}")
+        return capture
+
+    def _video(self, pipe: Any, args: Arguments) -> torch.Tensor:
+        frames, height, width = self._capture(pipe).size
+        hidden = args["hidden_states"]
+        p, pt = pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
+        if hidden.shape[1] != (frames // pt) * (height // p) * (width // p):
+            raise GuidanceKitError(
+                f"ltx2-condition: hidden_states has {hidden.shape[1]} tokens, the {frames}x{height}x{width} "
+                "latent video of prepare_latents another number"
+            )
+        return self._unpack(pipe, hidden, frames, height, width)
+
+    def get_condition(self, pipe: Any, args: Arguments) -> torch.Tensor:
+        first = self._video(pipe, args)[:, :, :1]
+        clean = self._capture(pipe).first
+        assert clean is not None
+        if first.shape[0] % clean.shape[0] or not torch.equal(
+            first, clean.to(first).repeat(first.shape[0] // clean.shape[0], 1, 1, 1, 1)
+        ):
+            raise GuidanceKitError(
+                "ltx2-condition: the frame-0 tokens of this denoiser call do not hold the clean image latent "
+                "prepare_latents returned (was latents changed by a step callback, or the scheduler made "
+                "stochastic?), so ALG cannot tell the image condition"
+            )
+        return first
