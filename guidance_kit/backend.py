@@ -73,7 +73,7 @@ class Backend:
     #: Why this backend cannot filter in pixel space (``space="pixel"`` is then refused before
     #: anything is attached), or None where it can.
     pixel_refusal: ClassVar[str | None] = None
-    #: Released default recipe name for this backend (``gk.recipes.get("alg", backend=name)``).
+    #: The models and variants this backend guides, in words (listed by ``guidance-kit recipes``).
     description: ClassVar[str] = ""
 
     def matches(self, pipe: Any) -> bool:

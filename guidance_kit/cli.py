@@ -226,7 +226,8 @@ def cmd_recipes(args: argparse.Namespace) -> int:
                 entry = recipes.entry(*name.split("@")) if "@" in name else recipes.entry(name)
                 detail = f"  {json.dumps(entry.recipe.to_dict())}  {entry.description}"
             elif kind == "backend":
-                detail = f"  {registry.lookup('backend', name).describe()}"
+                backend = registry.lookup("backend", name)
+                detail = f"  {backend.describe()}" + (f"  ({backend.description})" if backend.description else "")
             print(f"  {name:<22} [{plugin}]{detail}")
     print("sweeps:\n" + "\n".join(f"  {name:<22} {path}" for name, path in builtin_sweeps().items()))
     for error in registry.plugin_errors():
