@@ -761,6 +761,62 @@ def motif(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
     return latents
 
 
+def _ltx2_texts(pipe, kw, dtype):  # noqa: ANN001
+    """LTX-2's connector outputs (video text, audio text, mask) per prompt: "pos" and "neg"."""
+    return {
+        name: pipe.connectors(
+            kw[f"{key}_embeds"].to(dtype), kw[f"{key}_attention_mask"].to(dtype), padding_side="left"
+        )
+        for name, key in (("pos", "prompt"), ("neg", "negative_prompt"))
+    }
+
+
+def _ltx2_audio(pipe, frames, fps, noise_scale, gen):  # noqa: ANN001
+    """The initial audio latents (drawn after the video's, from the same generator), their frame
+    count and mel bins."""
+    per_second = pipe.audio_sampling_rate / pipe.audio_hop_length / pipe.audio_vae_temporal_compression_ratio
+    af = round(frames / fps * per_second)
+    mel = pipe.audio_vae.config.mel_bins
+    audio = pipe.prepare_audio_latents(
+        1, pipe.audio_vae.config.latent_channels, af, mel, noise_scale, torch.float32, "cpu", gen
+    )
+    return audio, af, mel
+
+
+def _ltx2_mu(pipe, tokens, calculate_shift):  # noqa: ANN001
+    cfg = pipe.scheduler.config
+    return calculate_shift(
+        tokens,
+        cfg.get("base_image_seq_len", 1024),
+        cfg.get("max_image_seq_len", 4096),
+        cfg.get("base_shift", 0.95),
+        cfg.get("max_shift", 2.05),
+    )
+
+
+def _ltx2_guided_x0(x0, u0, c, u, stg, mod, w, s, m, r):  # noqa: ANN001
+    """LTX-2's x0-space guidance with ALG's terms: x0(U(I)) + w (x0(C) - x0(U(LP I))) + s (x0(C) -
+    x0(STG)) + (m - 1)(x0(C) - x0(MOD)), rescaled (factor r) against the conditional term the
+    pipeline holds, x0(U(I)) + x0(C) - x0(U(LP I))."""
+    g = x0(u0) + w * (x0(c) - x0(u)) + s * (x0(c) - x0(stg)) + (m - 1) * (x0(c) - x0(mod))
+    held = x0(u0) + x0(c) - x0(u)
+    dims = list(range(1, g.ndim))
+    return r * g * held.std(dim=dims, keepdim=True) / g.std(dim=dims, keepdim=True) + (1 - r) * g
+
+
+def _ltx2_outputs(pipe, latents, audio, size, af, mel):  # noqa: ANN001
+    """Packed video latents and audio latents -> denormalised video and audio latents."""
+    p, pt = pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
+    video = pipe._unpack_latents(latents, *size, p, pt)
+    video = pipe._denormalize_latents(
+        video, pipe.vae.latents_mean, pipe.vae.latents_std, pipe.vae.config.scaling_factor
+    )
+    audio = pipe._denormalize_audio_latents(audio, pipe.audio_vae.latents_mean, pipe.audio_vae.latents_std)
+    return video, pipe._unpack_audio_latents(
+        audio, af, num_mel_bins=mel // pipe.audio_vae_mel_compression_ratio
+    )
+
+
 @torch.no_grad()
 def ltx2(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
     """LTX-2 I2V: video and audio predictions. Per step the pipeline runs a CFG pair and, on the
@@ -786,32 +842,15 @@ def ltx2(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
     ]
     rescale = kw["guidance_rescale"]
     with_cfg = kw["guidance_scale"] > 1 or kw["audio_guidance_scale"] > 1
-    texts = {
-        name: pipe.connectors(
-            kw[f"{key}_embeds"].to(dtype), kw[f"{key}_attention_mask"].to(dtype), padding_side="left"
-        )
-        for name, key in (("pos", "prompt"), ("neg", "negative_prompt"))
-    }
+    texts = _ltx2_texts(pipe, kw, dtype)
     pixels = pipe.video_processor.preprocess(image, height=height, width=width).to(dtype)
     latents, mask = pipe.prepare_latents(
         pixels, 1, pipe.transformer.config.in_channels, height, width, frames, 0.0, torch.float32, "cpu", gen
     )
     lf = (frames - 1) // pipe.vae_temporal_compression_ratio + 1
     lh, lw = height // pipe.vae_spatial_compression_ratio, width // pipe.vae_spatial_compression_ratio
-    per_second = pipe.audio_sampling_rate / pipe.audio_hop_length / pipe.audio_vae_temporal_compression_ratio
-    af = round(frames / fps * per_second)
-    mel = pipe.audio_vae.config.mel_bins
-    audio = pipe.prepare_audio_latents(
-        1, pipe.audio_vae.config.latent_channels, af, mel, 0.0, torch.float32, "cpu", gen
-    )
-    cfg = pipe.scheduler.config
-    mu = calculate_shift(
-        latents.shape[1],
-        cfg.get("base_image_seq_len", 1024),
-        cfg.get("max_image_seq_len", 4096),
-        cfg.get("base_shift", 0.95),
-        cfg.get("max_shift", 2.05),
-    )
+    audio, af, mel = _ltx2_audio(pipe, frames, fps, 0.0, gen)
+    mu = _ltx2_mu(pipe, latents.shape[1], calculate_shift)
     sigmas = np.linspace(1.0, 1 / steps, steps)
     timesteps, _ = retrieve_timesteps(pipe.scheduler, steps, "cpu", None, sigmas=sigmas, mu=mu)
     audio_scheduler = copy.deepcopy(pipe.scheduler)
@@ -873,26 +912,14 @@ def ltx2(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
             def x0(pred):  # noqa: ANN001
                 return sample - pred[k] * sigma  # noqa: B023
 
-            g = x0(u0) + w * (x0(c) - x0(u)) + s * (x0(c) - x0(stg)) + (m - 1) * (x0(c) - x0(mod))
-            held = x0(u0) + x0(c) - x0(u)
-            dims = list(range(1, g.ndim))
-            g = (
-                rescale * g * held.std(dim=dims, keepdim=True) / g.std(dim=dims, keepdim=True)
-                + (1 - rescale) * g
-            )
+            g = _ltx2_guided_x0(x0, u0, c, u, stg, mod, w, s, m, rescale)
             velocities.append(((sample - g) / sigma).float())
         video = pipe._unpack_latents(latents, lf, lh, lw, p, pt)
         v = pipe._unpack_latents(velocities[0], lf, lh, lw, p, pt)
         pred = pipe.scheduler.step(v[:, :, 1:], t, video[:, :, 1:], return_dict=False)[0]
         latents = pipe._pack_latents(torch.cat([video[:, :, :1], pred], dim=2), p, pt)
         audio = audio_scheduler.step(velocities[1], t, audio, return_dict=False)[0]
-    video = pipe._unpack_latents(latents, lf, lh, lw, p, pt)
-    video = pipe._denormalize_latents(
-        video, pipe.vae.latents_mean, pipe.vae.latents_std, pipe.vae.config.scaling_factor
-    )
-    audio = pipe._denormalize_audio_latents(audio, pipe.audio_vae.latents_mean, pipe.audio_vae.latents_std)
-    audio = pipe._unpack_audio_latents(audio, af, num_mel_bins=mel // pipe.audio_vae_mel_compression_ratio)
-    return video, audio
+    return _ltx2_outputs(pipe, latents, audio, (lf, lh, lw), af, mel)
 
 
 @torch.no_grad()
@@ -1202,12 +1229,7 @@ def ltx2_condition(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
     with_cfg = kw["guidance_scale"] > 1 or kw["audio_guidance_scale"] > 1
     with_stg = kw["stg_scale"] > 0 or kw["audio_stg_scale"] > 0
     with_mod = kw["modality_scale"] > 1 or kw["audio_modality_scale"] > 1
-    texts = {
-        name: pipe.connectors(
-            kw[f"{key}_embeds"].to(dtype), kw[f"{key}_attention_mask"].to(dtype), padding_side="left"
-        )
-        for name, key in (("pos", "prompt"), ("neg", "negative_prompt"))
-    }
+    texts = _ltx2_texts(pipe, kw, dtype)
     latents, mask, clean, keyframes = pipe.prepare_latents(
         [LTX2VideoCondition(frames=image, index=0, strength=1.0, crf=0)],
         1,
@@ -1224,20 +1246,8 @@ def ltx2_condition(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
     assert keyframes is None
     lf = (frames - 1) // pipe.vae_temporal_compression_ratio + 1
     lh, lw = height // pipe.vae_spatial_compression_ratio, width // pipe.vae_spatial_compression_ratio
-    per_second = pipe.audio_sampling_rate / pipe.audio_hop_length / pipe.audio_vae_temporal_compression_ratio
-    af = round(frames / fps * per_second)
-    mel = pipe.audio_vae.config.mel_bins
-    audio = pipe.prepare_audio_latents(
-        1, pipe.audio_vae.config.latent_channels, af, mel, 1.0, torch.float32, "cpu", gen
-    )
-    cfg = pipe.scheduler.config
-    mu = calculate_shift(
-        latents.shape[1],
-        cfg.get("base_image_seq_len", 1024),
-        cfg.get("max_image_seq_len", 4096),
-        cfg.get("base_shift", 0.95),
-        cfg.get("max_shift", 2.05),
-    )
+    audio, af, mel = _ltx2_audio(pipe, frames, fps, 1.0, gen)
+    mu = _ltx2_mu(pipe, latents.shape[1], calculate_shift)
     sigmas = np.linspace(1.0, 1 / steps, steps)
     audio_scheduler = (
         pipe.audio_scheduler if pipe.audio_scheduler is not None else copy.deepcopy(pipe.scheduler)
@@ -1303,19 +1313,10 @@ def ltx2_condition(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
             def x0(pred):  # noqa: ANN001
                 return sample - pred[k] * sigma  # noqa: B023
 
-            g = x0(u0) + w * (x0(c) - x0(u)) + s * (x0(c) - x0(stg)) + (m - 1) * (x0(c) - x0(mod))
-            held = x0(u0) + x0(c) - x0(u)
-            dims = list(range(1, g.ndim))
-            g = r * g * held.std(dim=dims, keepdim=True) / g.std(dim=dims, keepdim=True) + (1 - r) * g
+            g = _ltx2_guided_x0(x0, u0, c, u, stg, mod, w, s, m, r)
             if k == 0:
                 g = g * (1 - mask.double()) + clean.double() * mask.double()
             velocities.append(((sample - g) / sigma).float())
         latents = pipe.scheduler.step(velocities[0], t, latents, return_dict=False)[0]
         audio = audio_scheduler.step(velocities[1], t, audio, return_dict=False)[0]
-    video = pipe._unpack_latents(latents, lf, lh, lw, p, pt)
-    video = pipe._denormalize_latents(
-        video, pipe.vae.latents_mean, pipe.vae.latents_std, pipe.vae.config.scaling_factor
-    )
-    audio = pipe._denormalize_audio_latents(audio, pipe.audio_vae.latents_mean, pipe.audio_vae.latents_std)
-    audio = pipe._unpack_audio_latents(audio, af, num_mel_bins=mel // pipe.audio_vae_mel_compression_ratio)
-    return video, audio
+    return _ltx2_outputs(pipe, latents, audio, (lf, lh, lw), af, mel)

@@ -97,6 +97,34 @@ class LTX2Backend(LTXVideoBackend):
         return None
 
 
+def _recorded(backend: str, pipe: Any, wrapper: type) -> Any:
+    """The ``prepare_latents`` wrapper (``Backend.wraps``) that recorded this pipeline call's
+    conditions, refusing a call the backend cannot guide exactly."""
+    capture = vars(pipe).get("prepare_latents")
+    if not isinstance(capture, wrapper):
+        raise GuidanceKitError(
+            f"{backend}: prepare_latents is not the backend's wrapper inside this guide() block (was it "
+            "replaced after guide() began?), so the call's conditions are unknown"
+        )
+    if capture.refusal is not None:
+        raise GuidanceKitError(f"{backend}: {capture.refusal}")
+    return capture
+
+
+def _recorded_video(backend: str, pipe: Any, size: tuple[int, int, int], args: Arguments) -> torch.Tensor:
+    """The denoiser's packed ``hidden_states`` as a ``[rows, C, F, H, W]`` latent video of the
+    size ``prepare_latents`` recorded (the transformer gets coordinates, not the size)."""
+    frames, height, width = size
+    hidden = args["hidden_states"]
+    p, pt = pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
+    if hidden.shape[1] != (frames // pt) * (height // p) * (width // p):
+        raise GuidanceKitError(
+            f"{backend}: hidden_states has {hidden.shape[1]} tokens, the {frames}x{height}x{width} "
+            "latent video of prepare_latents another number"
+        )
+    return LTXVideoBackend._unpack(pipe, hidden, frames, height, width)
+
+
 class _InitialLatents:
     """``LTXConditionPipeline.prepare_latents`` inside a guide() block: records, for each pipeline
     call, the clean initial latents it returns (the pipeline's ``init_latents`` are a copy of them),
@@ -117,12 +145,19 @@ class _InitialLatents:
         self.record(bound.arguments, out)
         return out
 
-    def record(self, arguments: dict[str, Any], out: Any) -> None:
+    def _latent_size(self, arguments: dict[str, Any]) -> tuple[int, int, int]:
+        """Latent frames, height and width of the call's video."""
         pipe = self.pipe
         frames = (arguments["num_frames"] - 1) // pipe.vae_temporal_compression_ratio + 1
-        height = arguments["height"] // pipe.vae_spatial_compression_ratio
-        width = arguments["width"] // pipe.vae_spatial_compression_ratio
-        self.size = (frames, height, width)
+        return (
+            frames,
+            arguments["height"] // pipe.vae_spatial_compression_ratio,
+            arguments["width"] // pipe.vae_spatial_compression_ratio,
+        )
+
+    def record(self, arguments: dict[str, Any], out: Any) -> None:
+        pipe = self.pipe
+        frames, height, width = self.size = self._latent_size(arguments)
         self.refusal = _refusal(arguments)
         self.first = None
         if self.refusal is None:
@@ -198,15 +233,7 @@ class LTXConditionBackend(LTXVideoBackend):
         return {"prepare_latents": functools.partial(_InitialLatents, pipe)}
 
     def _initial(self, pipe: Any) -> _InitialLatents:
-        capture = vars(pipe).get("prepare_latents")
-        if not isinstance(capture, _InitialLatents):
-            raise GuidanceKitError(
-                "ltx-condition: prepare_latents is not the backend's wrapper inside this guide() block (was it "
-                "replaced after guide() began?), so the clean image latent of the call is unknown"
-            )
-        if capture.refusal is not None:
-            raise GuidanceKitError(f"ltx-condition: {capture.refusal}")
-        return capture
+        return _recorded(self.name, pipe, _InitialLatents)
 
     def _clean_first_frame(self, pipe: Any, rows: int, like: torch.Tensor) -> torch.Tensor:
         """The clean image latent of the call, for ``rows`` denoiser rows (each CFG branch holds
@@ -223,15 +250,7 @@ class LTXConditionBackend(LTXVideoBackend):
         return first.repeat(rows // first.shape[0], 1, 1, 1, 1)
 
     def _video(self, pipe: Any, args: Arguments) -> torch.Tensor:
-        frames, height, width = self._initial(pipe).size
-        hidden = args["hidden_states"]
-        p, pt = pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
-        if hidden.shape[1] != (frames // pt) * (height // p) * (width // p):
-            raise GuidanceKitError(
-                f"ltx-condition: hidden_states has {hidden.shape[1]} tokens, the {frames}x{height}x{width} "
-                "latent video of prepare_latents another number"
-            )
-        return self._unpack(pipe, hidden, frames, height, width)
+        return _recorded_video(self.name, pipe, self._initial(pipe).size, args)
 
     def get_condition(self, pipe: Any, args: Arguments) -> torch.Tensor:
         hidden = args["hidden_states"]
@@ -265,20 +284,12 @@ class LTXConditionBackend(LTXVideoBackend):
         return self._unpack(pipe, output[0], frames, height, width)[:, :, :1]
 
 
-class _LTX2Conditions:
+class _LTX2Conditions(_InitialLatents):
     """``LTX2ConditionPipeline.prepare_latents`` inside a guide() block: records, for each pipeline
     call, the clean image latent the frame-0 tokens hold, the latent video size, and whatever about
     the call's conditions ALG cannot guide exactly. The conditions as the pipeline uses them
     (after its CRF re-compression, resizing, trimming and negative-index wrap) come from its own
     ``preprocess_conditions``, which this wrapper taps for the length of its call."""
-
-    def __init__(self, pipe: Any, inner: Callable[..., Any]):
-        self.pipe, self.inner = pipe, inner
-        self.signature = inspect.signature(inner)
-        functools.update_wrapper(self, inner)
-        self.first: torch.Tensor | None = None  # latent frame 0 of the initial latents, [b, C, 1, h, w]
-        self.size: tuple[int, int, int] = (0, 0, 0)  # latent frames, height, width
-        self.refusal: str | None = "prepare_latents has not run in this guide() block"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         bound = self.signature.bind(*args, **kwargs)
@@ -301,15 +312,12 @@ class _LTX2Conditions:
                 pipe.preprocess_conditions = previous
             else:
                 del pipe.preprocess_conditions
-        self.record(bound.arguments, seen, out)
+        self.record_conditions(bound.arguments, seen, out)
         return out
 
-    def record(self, arguments: dict[str, Any], seen: list[Any], out: Any) -> None:
+    def record_conditions(self, arguments: dict[str, Any], seen: list[Any], out: Any) -> None:
         pipe = self.pipe
-        frames = (arguments["num_frames"] - 1) // pipe.vae_temporal_compression_ratio + 1
-        height = arguments["height"] // pipe.vae_spatial_compression_ratio
-        width = arguments["width"] // pipe.vae_spatial_compression_ratio
-        self.size = (frames, height, width)
+        frames, height, width = self.size = self._latent_size(arguments)
         self.first = None
         self.refusal = _ltx2_refusal(pipe, arguments, seen)
         if self.refusal is None:
@@ -427,26 +435,10 @@ class LTX2ConditionBackend(LTX2Backend):
         return {"conditions": [LTX2VideoCondition(frames=image, index=0, strength=1.0, crf=crf)]}
 
     def _capture(self, pipe: Any) -> _LTX2Conditions:
-        capture = vars(pipe).get("prepare_latents")
-        if not isinstance(capture, _LTX2Conditions):
-            raise GuidanceKitError(
-                "ltx2-condition: prepare_latents is not the backend's wrapper inside this guide() block (was it "
-                "replaced after guide() began?), so the conditions of the call are unknown"
-            )
-        if capture.refusal is not None:
-            raise GuidanceKitError(f"ltx2-condition: {capture.refusal}")
-        return capture
+        return _recorded(self.name, pipe, _LTX2Conditions)
 
     def _video(self, pipe: Any, args: Arguments) -> torch.Tensor:
-        frames, height, width = self._capture(pipe).size
-        hidden = args["hidden_states"]
-        p, pt = pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
-        if hidden.shape[1] != (frames // pt) * (height // p) * (width // p):
-            raise GuidanceKitError(
-                f"ltx2-condition: hidden_states has {hidden.shape[1]} tokens, the {frames}x{height}x{width} "
-                "latent video of prepare_latents another number"
-            )
-        return self._unpack(pipe, hidden, frames, height, width)
+        return _recorded_video(self.name, pipe, self._capture(pipe).size, args)
 
     def get_condition(self, pipe: Any, args: Arguments) -> torch.Tensor:
         first = self._video(pipe, args)[:, :, :1]
