@@ -125,7 +125,9 @@ class Backend:
         return {}
 
     def image_arguments(self, pipe: Any, image: Any) -> dict[str, Any]:
-        """The call arguments that hand ``image`` (PIL) to the pipeline as its conditioning image."""
+        """The call arguments that hand ``image`` (PIL) to the pipeline as its conditioning image.
+        An override may take a keyword ``call`` as well: the call's other arguments (or None), for
+        pipelines that need its size to build them (Wan VACE's video and mask)."""
         return {"image": image}
 
     def get_condition(self, pipe: Any, args: Arguments) -> torch.Tensor:

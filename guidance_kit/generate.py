@@ -124,7 +124,7 @@ def generate(
     context = nullcontext(None) if recipe is None else guide(loaded.pipe, recipe, execution=execution)
     with context as run:
         out = loaded.pipe(
-            **image_arguments(loaded.pipe, image),
+            **image_arguments(loaded.pipe, image, kwargs),
             num_inference_steps=steps,
             generator=torch.Generator().manual_seed(seed),
             output_type="np",

@@ -31,7 +31,7 @@ def image():
 def run_pipe(pipe, kwargs, image, steps=6, seed=0, **extra):
     call = {**kwargs, **extra}
     out = pipe(
-        **image_arguments(pipe, image),
+        **image_arguments(pipe, image, call),
         num_inference_steps=steps,
         generator=torch.Generator().manual_seed(seed),
         output_type="latent",
