@@ -140,6 +140,34 @@ def _wan(kind: str) -> tuple[Any, dict[str, Any]]:
     return pipe, kwargs
 
 
+def _wan_vace(experts: int) -> tuple[Any, dict[str, Any]]:
+    """WanVACEPipeline (VACE control blocks on the Wan 2.1 transformer layout); with two experts a
+    second transformer past ``boundary_ratio``, as Wan 2.2 A14B. The video and mask come from the
+    backend's ``image_arguments`` (the image on frame 0, kept; grey frames to generate)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, WanVACEPipeline, WanVACETransformer3DModel
+
+    def transformer(seed: int) -> Any:
+        torch.manual_seed(seed)
+        # control_hidden_states: inactive 16 + reactive 16 + the mask folded to 8 * 8 channels
+        return WanVACETransformer3DModel(
+            **{**_WAN_TRANSFORMER, "in_channels": 16}, vace_layers=[0, 1], vace_in_channels=96
+        )
+
+    pipe = WanVACEPipeline(
+        tokenizer=None,
+        text_encoder=None,
+        vae=_wan_vae(),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+        transformer=transformer(0),
+        transformer_2=transformer(1) if experts == 2 else None,
+        boundary_ratio=0.875 if experts == 2 else None,
+    )
+    kwargs = _call(5.0)
+    if experts == 2:
+        kwargs["guidance_scale_2"] = 3.0
+    return pipe, kwargs
+
+
 def _wan_clip_layout(pipeline_cls: Any, transformer_cls: Any) -> Any:
     """A pipeline of the Wan 2.1 I2V layout with a CLIP image embedding (SkyReels-V2, ChronoEdit),
     with the UniPC flow scheduler they are released with."""
@@ -999,6 +1027,8 @@ _BUILDERS: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
     "ltx2-condition": lambda: _ltx2("LTX2ConditionPipeline"),
     "svd": _svd,
     "sana-video": _sana,
+    "wan-vace": lambda: _wan_vace(1),
+    "wan-vace-a14b": lambda: _wan_vace(2),
 }
 # Every buildable family, derived from the builders so the two cannot drift.
 FAMILIES = tuple(_BUILDERS)

@@ -56,6 +56,13 @@ DEFAULTS = {
     "hunyuan-video-1.5": not_in_paper("HunyuanVideo 1.5"),
     "skyreels-v2-df": not_in_paper("SkyReels-V2 diffusion forcing"),
     "hunyuan-framepack": not_in_paper("HunyuanVideo Framepack"),
+    # VACE runs a Wan 2.1 transformer, but the image reaches it through VACE's control blocks (hints
+    # added to the main blocks), not Wan 2.1 I2V's channel concat that the released setting was tuned on.
+    "wan-vace": (
+        GENERIC,
+        "generic paper default (window 0.1, 1/factor 2.5); Wan VACE is not in the paper, and the Wan 2.1 I2V "
+        "release's setting was tuned on the channel-concat I2V model, not on VACE's control blocks",
+    ),
 }
 
 ABLATIONS = [

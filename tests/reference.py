@@ -1320,3 +1320,61 @@ def ltx2_condition(pipe, kw, image, steps, factor, end, seed):  # noqa: ANN001
         latents = pipe.scheduler.step(velocities[0], t, latents, return_dict=False)[0]
         audio = audio_scheduler.step(velocities[1], t, audio, return_dict=False)[0]
     return _ltx2_outputs(pipe, latents, audio, (lf, lh, lw), af, mel)
+
+
+@torch.no_grad()
+def wan_vace(pipe, kw, image, steps, factor, end, seed, pixel=False):  # noqa: ANN001
+    """WanVACEPipeline as I2V: the image on frame 0 of the conditioning video, a mask keeping frame
+    0 and generating the rest (grey frames), as in diffusers' VACE example. The image condition is
+    the inactive latent, channels [0, z) of control_hidden_states; the reactive latent and the mask
+    channels stay. Pixel space: frame 0 of the preprocessed video low-passed, then encoded."""
+    from PIL import Image
+
+    dtype = pipe.transformer.dtype
+    gen = torch.Generator().manual_seed(seed)
+    pos, neg = kw["prompt_embeds"].to(dtype), kw["negative_prompt_embeds"].to(dtype)
+    w1 = kw["guidance_scale"]
+    w2 = kw.get("guidance_scale_2", w1)
+    height, width, frames = kw["height"], kw["width"], kw["num_frames"]
+    video = [image.resize((width, height))] + [Image.new("RGB", (width, height), (128, 128, 128))] * (
+        frames - 1
+    )
+    mask = [Image.new("L", (width, height), 0)] + [Image.new("L", (width, height), 255)] * (frames - 1)
+    pipe.scheduler.set_timesteps(steps)
+    timesteps = pipe.scheduler.timesteps
+    video, mask, refs = pipe.preprocess_conditions(
+        video, mask, None, 1, height, width, frames, torch.float32, "cpu"
+    )
+    z = pipe.vae.config.z_dim
+    state = gen.get_state()
+    latents_in = pipe.prepare_video_latents(video, mask, refs, gen, "cpu")
+    masks = pipe.prepare_masks(mask, refs, gen)
+    full = torch.cat([latents_in, masks], dim=1).to(dtype)
+    if pixel:
+        lowpassed = video.clone()
+        lowpassed[:, :, :1] = downup(video[:, :, :1], factor)  # the pipeline preprocesses in float32
+        gen.set_state(state)  # the posterior is taken at its mode: the generator is not drawn from
+        inactive = pipe.prepare_video_latents(lowpassed, mask, refs, gen, "cpu")[:, :z].to(dtype)
+    else:
+        inactive = downup(full[:, :z], factor)
+    filtered = torch.cat([inactive, full[:, z:]], dim=1)
+    latents = pipe.prepare_latents(1, 16, height, width, frames, torch.float32, "cpu", gen)
+    layers = len(pipe.transformer.config.vace_layers)
+    ratio = pipe.config.get("boundary_ratio")
+    boundary = None if ratio is None else ratio * pipe.scheduler.config.num_train_timesteps
+    for i, t in enumerate(timesteps):
+        model, w = (pipe.transformer, w1) if boundary is None or t >= boundary else (pipe.transformer_2, w2)
+
+        def d(control, text):  # noqa: ANN001
+            return model(
+                hidden_states=latents.to(dtype),
+                timestep=t.expand(1),
+                encoder_hidden_states=text,
+                control_hidden_states=control,
+                control_hidden_states_scale=torch.ones(layers, dtype=dtype),
+                return_dict=False,
+            )[0]
+
+        eps = cfg_step(d, full, filtered, window(i, steps, end), pos, neg, w)
+        latents = pipe.scheduler.step(eps, t, latents, return_dict=False)[0]
+    return latents

@@ -45,6 +45,8 @@ LOOPS = {
     "hunyuan-video-1.5": reference.hunyuan15,
     "skyreels-v2-df": reference.skyreels_df,
     "ltx-condition": reference.ltx_condition,
+    "wan-vace": reference.wan_vace,
+    "wan-vace-a14b": reference.wan_vace,
 }
 
 
@@ -572,3 +574,31 @@ def test_ltx_condition_variants_match_reference(call, execution, image):
     if call.startswith("conditions="):  # the same call as image=
         with gk.guide(pipe, recipe(), execution=execution):
             assert torch.equal(run_pipe(pipe, kwargs, image, STEPS), got)
+
+
+@pytest.mark.parametrize("execution", ["batched", "sequential"])
+@pytest.mark.parametrize("family", ["wan-vace", "wan-vace-a14b"])
+def test_wan_vace_pixel_space_and_both_experts_match_reference(family, execution, image):
+    # Pixel space low-passes frame 0 of the preprocessed video and replays prepare_video_latents:
+    # only the inactive latent changes. With two experts, both run (high noise, then low noise).
+    pipe, kwargs = pipeline(family)
+    expected = reference.wan_vace(pipe, kwargs, image, STEPS, FACTOR, END, 0, pixel=True)
+    calls = {name: 0 for name in ("transformer", "transformer_2")}
+    hooks = [
+        getattr(pipe, name).register_forward_pre_hook(lambda *_, n=name: calls.__setitem__(n, calls[n] + 1))
+        for name in calls
+        if getattr(pipe, name) is not None
+    ]
+    try:
+        with gk.guide(pipe, recipe(space="pixel"), execution=execution) as run:
+            got = run_pipe(pipe, kwargs, image, STEPS)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert [r.passes for r in run.trace] == [3, 3, 3, 2, 2, 2]
+    if family == "wan-vace-a14b":
+        assert calls["transformer"] > 0 and calls["transformer_2"] > 0
+        assert sum(calls.values()) == (15 if execution == "sequential" else 12)
+    plain = run_pipe(pipe, kwargs, image, STEPS)
+    assert max_rel(plain, expected) > 1e-6, "ALG must change the result, or the comparison proves nothing"
+    assert max_rel(got, expected) < 1e-12

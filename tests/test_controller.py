@@ -35,6 +35,8 @@ ONE_PASS = ["hunyuan-video", "hunyuan-video-token-replace", "hunyuan-framepack"]
 ALL = CFG + ONE_PASS + ["svd", "ltx-2"]
 # LTX2ConditionPipeline refuses pixel space (its H.264 re-compression sits inside prepare_latents).
 LATENT_ONLY = ["ltx2-condition"]
+# Wan VACE encodes two latents (inactive, reactive) per prepare_video_latents: its own pixel test.
+VACE = ["wan-vace", "wan-vace-a14b"]
 
 
 def window(end=0.4, space="latent", mode="alg", factor=0.5):
@@ -64,7 +66,7 @@ def snapshot(pipe):
     )
 
 
-@pytest.mark.parametrize("family", CFG)
+@pytest.mark.parametrize("family", CFG + VACE)
 def test_pass_count_with_cfg_is_2n_plus_filtered(family, image):
     pipe, kwargs = pipeline(family)
     with gk.guide(pipe, window(end=0.4)) as run:
@@ -100,7 +102,7 @@ def test_svd_alg_needs_no_extra_pass(image):
     assert run.last.passes == 2 * STEPS
 
 
-@pytest.mark.parametrize("family", ALL + LATENT_ONLY)
+@pytest.mark.parametrize("family", ALL + LATENT_ONLY + VACE)
 def test_strength_zero_everywhere_is_bit_identical(family, image):
     pipe, kwargs = pipeline(family)
     plain = run_pipe(pipe, kwargs, image, STEPS)
@@ -128,7 +130,7 @@ def test_guided_and_plain_calls_alternate(family, image):
     assert len(run.calls) == 2 and not torch.equal(first, plain)
 
 
-@pytest.mark.parametrize("family", ["wan2.1", "cogvideox", "svd", "ltx-condition", *LATENT_ONLY])
+@pytest.mark.parametrize("family", ["wan2.1", "cogvideox", "svd", "ltx-condition", *LATENT_ONLY, "wan-vace"])
 def test_pipeline_restored_after_exception(family, image):
     pipe, kwargs = pipeline(family)
     space = "latent" if family in LATENT_ONLY else "pixel"
@@ -588,3 +590,102 @@ def test_ltx2_condition_refuses_frame_0_tokens_that_are_not_the_clean_image_late
 
     plain = _ltx2_run(pipe, {**call, "callback_on_step_end": nudge})
     _ltx2_refused(pipe, {**call, "callback_on_step_end": nudge}, "do not hold the clean image latent", plain)
+
+
+def _vace_video(image, kept=(0,), partial=(), frames=9, grey=(128, 128, 128)):
+    """A VACE conditioning video (the image on the kept frames, grey elsewhere) and its mask."""
+    from PIL import Image
+
+    video = [image if f in kept else Image.new("RGB", (32, 32), grey) for f in range(frames)]
+    half = Image.new("L", (32, 32), 255)
+    half.paste(0, (0, 0, 16, 32))
+    mask = [
+        half if f in partial else Image.new("L", (32, 32), 0 if f in kept else 255) for f in range(frames)
+    ]
+    return {"video": video, "mask": mask}
+
+
+VACE_REFUSALS = {
+    "reference image": (
+        lambda img: {**_vace_video(img), "reference_images": [img]},
+        r"reference_images: 1 reference image\(s\)",
+    ),
+    "first and last frame": (
+        lambda img: _vace_video(img, kept=(0, 8)),
+        r"mask: of 9 frames the mask keeps frames \[0, 8\] \(2 frames\) and partly keeps frames \[\] \(0 frames\)",
+    ),
+    "kept frame away from 0": (lambda img: _vace_video(img, kept=(4,)), r"keeps frames \[4\] \(1 frames\)"),
+    "partial mask": (lambda img: _vace_video(img, partial=(0,)), r"partly keeps frames \[0\] \(1 frames\)"),
+    "no mask": (lambda img: {"video": _vace_video(img)["video"]}, "the mask keeps no frame"),
+    "text to video": (lambda img: {}, "the mask keeps no frame"),
+}
+
+
+@pytest.mark.parametrize("case", list(VACE_REFUSALS))
+def test_wan_vace_refuses_what_it_cannot_guide_exactly(case, image):
+    pipe, kwargs = pipeline("wan-vace")
+    arguments, message = VACE_REFUSALS[case]
+    call = {**kwargs, **arguments(image), "num_inference_steps": 2, "output_type": "latent"}
+    plain = pipe(**call, generator=torch.Generator().manual_seed(0)).frames  # the pipeline runs it
+    before = snapshot(pipe)
+    for space in ("latent", "pixel"):
+        with pytest.raises(gk.GuidanceKitError, match=f"wan-vace: .*{message}.*without reference_images"):
+            with gk.guide(pipe, window(space=space)):
+                pipe(**call, generator=torch.Generator().manual_seed(0))
+        assert snapshot(pipe) == before
+    assert torch.equal(pipe(**call, generator=torch.Generator().manual_seed(0)).frames, plain)
+    zero = gk.Recipe(filter=gk.filters.DownUp(0.5), schedule=gk.schedules.Constant(0.0))
+    with gk.guide(pipe, zero):  # nothing to filter: the call runs as the plain pipeline
+        assert torch.equal(pipe(**call, generator=torch.Generator().manual_seed(0)).frames, plain)
+
+
+def test_wan_vace_guides_a_hand_made_video_and_mask_as_image_arguments(image):
+    # The documented video=/mask= (diffusers' own VACE example) is the call image_arguments builds;
+    # a control video on the generated frames reaches the reactive latent unfiltered.
+    pipe, kwargs = pipeline("wan-vace")
+    with gk.guide(pipe, window()) as run:
+        got = run_pipe(pipe, kwargs, image, STEPS)
+        hand = pipe(
+            **kwargs,
+            **_vace_video(image),
+            num_inference_steps=STEPS,
+            generator=torch.Generator().manual_seed(0),
+            output_type="latent",
+        ).frames
+        control = pipe(
+            **kwargs,
+            **_vace_video(image, grey=(30, 200, 90)),
+            num_inference_steps=STEPS,
+            generator=torch.Generator().manual_seed(0),
+            output_type="latent",
+        ).frames
+    assert torch.equal(got, hand)
+    assert not torch.equal(got, control) and [c.filtered_steps for c in run.calls] == [[0, 1, 2]] * 3
+
+
+def test_wan_vace_image_arguments_follow_the_call_size(image):
+    backend = gk.controller.find_backend(pipeline("wan-vace")[0])
+    pipe = pipeline("wan-vace")[0]
+    args = gk.controller.image_arguments(pipe, image, {"num_frames": 10, "height": 48, "width": 64})
+    assert len(args["video"]) == len(args["mask"]) == 9  # rounded as the pipeline rounds num_frames
+    assert args["video"][0].size == (64, 48) and args["mask"][0].getextrema() == (0, 0)
+    assert all(m.getextrema() == (255, 255) for m in args["mask"][1:])
+    default = backend.image_arguments(pipe, image)  # the pipeline's defaults: 81 frames of 832 x 480
+    assert len(default["video"]) == 81 and default["video"][0].size == (832, 480)
+
+
+@pytest.mark.parametrize("family", VACE)
+def test_wan_vace_pixel_space_encodes_the_video_once_per_distinct_strength(family, image):
+    # prepare_video_latents encodes two latents (inactive, reactive) each time it runs.
+    pipe, kwargs = pipeline(family)
+    with gk.guide(pipe, window(end=0.4, space="pixel")) as run:
+        run_pipe(pipe, kwargs, image, STEPS)
+    assert run.calls[0].vae_encodes == 4
+    assert [r.vae_encodes for r in run.calls[0].steps] == [2, 0, 0, 0, 0, 0]
+    linear = gk.Recipe(
+        filter=gk.filters.DownUp(0.5), schedule=gk.schedules.Linear(1.0, 0.0, end=0.5), space="pixel"
+    )
+    with gk.guide(pipe, linear) as run:
+        run_pipe(pipe, kwargs, image, STEPS)
+    strengths = {r.strength for r in run.calls[0].steps if r.strength > 0}
+    assert len(strengths) == 3 and run.calls[0].vae_encodes == 2 + 2 * len(strengths)

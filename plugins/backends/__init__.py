@@ -26,6 +26,7 @@ from guidance_kit.plugins.backends.wan import (
     Wan22A14BBackend,
     Wan22TI2VBackend,
 )
+from guidance_kit.plugins.backends.wan_vace import WanVACEBackend
 
 BUILTIN_BACKENDS = (
     Wan22A14BBackend(),
@@ -48,6 +49,7 @@ BUILTIN_BACKENDS = (
     HunyuanVideo15Backend(),
     SkyReelsV2DFBackend(),
     HunyuanFramepackBackend(),
+    WanVACEBackend(),
 )
 
 
