@@ -98,7 +98,7 @@ def bench(
 
     def call() -> None:
         pipe(
-            **gk.controller.image_arguments(pipe, image),
+            **gk.controller.image_arguments(pipe, image, kwargs),
             num_inference_steps=steps,
             generator=torch.Generator().manual_seed(0),
             output_type="latent",
