@@ -164,6 +164,21 @@ class Backend:
 # Helpers shared by backends ---------------------------------------------------------------------
 
 
+def recorded_call(backend: str, pipe: Any, method: str, wrapper: type) -> Any:
+    """The wrapper of ``pipe.<method>`` (installed through :meth:`Backend.wraps`) that recorded
+    what this pipeline call conditions on; refuses a call the wrapper found ALG cannot guide
+    exactly (its ``refusal``), naming the backend."""
+    capture = vars(pipe).get(method)
+    if not isinstance(capture, wrapper):
+        raise GuidanceKitError(
+            f"{backend}: {method} is not the backend's wrapper inside this guide() block (was it "
+            "replaced after guide() began?), so the call's conditions are unknown"
+        )
+    if capture.refusal is not None:
+        raise GuidanceKitError(f"{backend}: {capture.refusal}")
+    return capture
+
+
 def replace_channels(x: torch.Tensor, dim: int, start: int, stop: int, part: torch.Tensor) -> torch.Tensor:
     """``x`` with ``x[..., start:stop, ...]`` along ``dim`` replaced by ``part``."""
     size = x.shape[dim]

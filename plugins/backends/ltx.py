@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from guidance_kit.backend import Arguments, Backend, replace_channels
+from guidance_kit.backend import Arguments, Backend, recorded_call, replace_channels
 from guidance_kit.errors import GuidanceKitError
 
 
@@ -95,20 +95,6 @@ class LTX2Backend(LTXVideoBackend):
         if args.get("isolate_modalities"):
             return "modality isolation"
         return None
-
-
-def _recorded(backend: str, pipe: Any, wrapper: type) -> Any:
-    """The ``prepare_latents`` wrapper (``Backend.wraps``) that recorded this pipeline call's
-    conditions, refusing a call the backend cannot guide exactly."""
-    capture = vars(pipe).get("prepare_latents")
-    if not isinstance(capture, wrapper):
-        raise GuidanceKitError(
-            f"{backend}: prepare_latents is not the backend's wrapper inside this guide() block (was it "
-            "replaced after guide() began?), so the call's conditions are unknown"
-        )
-    if capture.refusal is not None:
-        raise GuidanceKitError(f"{backend}: {capture.refusal}")
-    return capture
 
 
 def _recorded_video(backend: str, pipe: Any, size: tuple[int, int, int], args: Arguments) -> torch.Tensor:
@@ -233,7 +219,7 @@ class LTXConditionBackend(LTXVideoBackend):
         return {"prepare_latents": functools.partial(_InitialLatents, pipe)}
 
     def _initial(self, pipe: Any) -> _InitialLatents:
-        return _recorded(self.name, pipe, _InitialLatents)
+        return recorded_call(self.name, pipe, "prepare_latents", _InitialLatents)
 
     def _clean_first_frame(self, pipe: Any, rows: int, like: torch.Tensor) -> torch.Tensor:
         """The clean image latent of the call, for ``rows`` denoiser rows (each CFG branch holds
@@ -435,7 +421,7 @@ class LTX2ConditionBackend(LTX2Backend):
         return {"conditions": [LTX2VideoCondition(frames=image, index=0, strength=1.0, crf=crf)]}
 
     def _capture(self, pipe: Any) -> _LTX2Conditions:
-        return _recorded(self.name, pipe, _LTX2Conditions)
+        return recorded_call(self.name, pipe, "prepare_latents", _LTX2Conditions)
 
     def _video(self, pipe: Any, args: Arguments) -> torch.Tensor:
         return _recorded_video(self.name, pipe, self._capture(pipe).size, args)

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from guidance_kit.backend import Arguments, replace_channels
+from guidance_kit.backend import Arguments, recorded_call, replace_channels
 from guidance_kit.errors import GuidanceKitError
 from guidance_kit.plugins.backends.wan import _WanBase
 
@@ -124,14 +124,7 @@ class WanVACEBackend(_WanBase):
         return {"video": video, "mask": mask}
 
     def _control(self, pipe: Any, args: Arguments) -> torch.Tensor:
-        capture = vars(pipe).get("prepare_video_latents")
-        if not isinstance(capture, _VideoLatents):
-            raise GuidanceKitError(
-                f"{self.name}: prepare_video_latents is not the backend's wrapper inside this guide() block "
-                "(was it replaced after guide() began?), so the call's conditioning is unknown"
-            )
-        if capture.refusal is not None:
-            raise GuidanceKitError(f"{self.name}: {capture.refusal}")
+        recorded_call(self.name, pipe, "prepare_video_latents", _VideoLatents)
         control = args.get("control_hidden_states")
         hidden = args["hidden_states"]
         expected = 2 * self._z(pipe) + pipe.vae_scale_factor_spatial**2
