@@ -549,6 +549,11 @@ class _Controller:
                 registry_ = getattr(module, "_diffusers_hook", None)
                 if registry_ is not None:
                     registry_.reset_stateful_hooks()
+        # A scheduler reset after a call's last loop (Wan-Animate resets it after every segment,
+        # the last one too) began a trace that records nothing: no steps, no encodes. Drop it.
+        calls = self.run.calls
+        while calls and not calls[-1].steps and not calls[-1].setup_vae_encodes:
+            calls.pop()
         self.clock.reset()
         self._reset_step()
         with _claims_lock:

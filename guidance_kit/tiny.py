@@ -168,6 +168,48 @@ def _wan_vace(experts: int) -> tuple[Any, dict[str, Any]]:
     return pipe, kwargs
 
 
+def _wan_animate() -> tuple[Any, dict[str, Any]]:
+    """WanAnimatePipeline (Wan 2.2 Animate: the character image in the last z channels of latent
+    frame 0, pose latents added to frames 1:, the face video through a motion encoder, a CLIP image
+    embedding), with a 9-frame pose and face video run as two segments of 5 frames."""
+    from diffusers import UniPCMultistepScheduler, WanAnimatePipeline, WanAnimateTransformer3DModel
+
+    image_encoder, image_processor = _tiny_clip_vision(hidden_size=4, projection_dim=4, intermediate_size=16)
+    torch.manual_seed(0)
+    transformer = WanAnimateTransformer3DModel(
+        **_WAN_TRANSFORMER,
+        latent_channels=16,
+        image_dim=4,
+        motion_encoder_channel_sizes={"4": 8, "8": 8, "16": 8},
+        motion_encoder_size=16,
+        motion_style_dim=8,
+        motion_dim=4,
+        motion_encoder_dim=8,
+        face_encoder_hidden_dim=16,
+        face_encoder_num_heads=2,
+        inject_face_latents_blocks=2,
+        motion_encoder_batch_size=4,
+    )
+    pipe = WanAnimatePipeline(
+        tokenizer=None,
+        text_encoder=None,
+        vae=_wan_vae(),
+        scheduler=UniPCMultistepScheduler(
+            prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0
+        ),
+        image_processor=image_processor,
+        image_encoder=image_encoder,
+        transformer=transformer,
+    )
+    kwargs = _call(5.0, segment_frame_length=5, prev_segment_conditioning_frames=1)
+    del kwargs["num_frames"]  # the pose video sets the length
+    kwargs.update(
+        pose_video=[tiny_image(32, seed=100 + i) for i in range(9)],
+        face_video=[tiny_image(16, seed=200 + i) for i in range(9)],
+    )
+    return pipe, kwargs
+
+
 def _wan_clip_layout(pipeline_cls: Any, transformer_cls: Any) -> Any:
     """A pipeline of the Wan 2.1 I2V layout with a CLIP image embedding (SkyReels-V2, ChronoEdit),
     with the UniPC flow scheduler they are released with."""
@@ -1029,6 +1071,7 @@ _BUILDERS: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
     "sana-video": _sana,
     "wan-vace": lambda: _wan_vace(1),
     "wan-vace-a14b": lambda: _wan_vace(2),
+    "wan-animate": _wan_animate,
 }
 # Every buildable family, derived from the builders so the two cannot drift.
 FAMILIES = tuple(_BUILDERS)

@@ -63,6 +63,9 @@ DEFAULTS = {
         "generic paper default (window 0.1, 1/factor 2.5); Wan VACE is not in the paper, and the Wan 2.1 I2V "
         "release's setting was tuned on the channel-concat I2V model, not on VACE's control blocks",
     ),
+    # Wan-Animate's reference image sits in a latent frame of its own and the motion comes from pose
+    # and face videos: none of the released or paper settings was tuned on it.
+    "wan-animate": not_in_paper("Wan-Animate"),
 }
 
 ABLATIONS = [

@@ -1378,3 +1378,109 @@ def wan_vace(pipe, kw, image, steps, factor, end, seed, pixel=False):  # noqa: A
         eps = cfg_step(d, full, filtered, window(i, steps, end), pos, neg, w)
         latents = pipe.scheduler.step(eps, t, latents, return_dict=False)[0]
     return latents
+
+
+@torch.no_grad()
+def wan_animate(pipe, kw, image, steps, factor, end, seed, pixel=False):  # noqa: ANN001
+    """WanAnimatePipeline: segments of ``segment_frame_length`` frames, each a full loop of
+    ``steps``. hidden_states = [latents z, mask 4, conditioning z]; in the conditioning channels
+    latent frame 0 is the reference image latent (low-passed, the only thing ALG filters) and
+    frames 1: the previous segment's frames (or zeros / the background video). The unconditional
+    call gets the negative prompt and the face video blanked to -1, with either image. Pixel
+    space: the preprocessed reference image low-passed, then encoded."""
+    dtype = pipe.transformer.dtype
+    gen = torch.Generator().manual_seed(seed)
+    pos, neg = kw["prompt_embeds"].to(dtype), kw["negative_prompt_embeds"].to(dtype)
+    w = kw["guidance_scale"]
+    height, width = kw["height"], kw["width"]
+    seg, prev = kw["segment_frame_length"], kw["prev_segment_conditioning_frames"]
+    mode = kw.get("mode", "animate")
+    z = pipe.vae.config.z_dim
+    frames = len(kw["pose_video"])
+    effective = seg - prev
+    target = frames + (-(frames - prev)) % effective
+    pixels = pipe.vae_image_processor.preprocess(image, height=height, width=width, resize_mode="fill")
+    pixels = pixels.to(torch.float32)
+    image_embeds = pipe.encode_image(image, "cpu").to(dtype)
+    pose = pipe.video_processor.preprocess_video(
+        pipe.pad_video_frames(kw["pose_video"], target), height=height, width=width
+    ).to(torch.float32)
+    size = pipe.transformer.config.motion_encoder_size
+    face = pipe.video_processor.preprocess_video(
+        pipe.pad_video_frames(kw["face_video"], target), height=size, width=size
+    ).to(torch.float32)
+    if mode == "replace":
+        background = pipe.video_processor.preprocess_video(
+            pipe.pad_video_frames(kw["background_video"], target), height=height, width=width
+        ).to(torch.float32)
+        masks = pipe.video_processor_for_mask.preprocess_video(
+            pipe.pad_video_frames(kw["mask_video"], target), height=height, width=width
+        ).to(torch.float32)
+    pipe.scheduler.set_timesteps(steps)
+    reference = pipe.prepare_reference_image_latents(pixels, 1, generator=gen, device="cpu")
+    if pixel:
+        lowpassed = pipe.prepare_reference_image_latents(
+            downup(pixels, factor), 1, generator=gen, device="cpu"
+        )
+        ref_lp = lowpassed[:, -z:]
+    else:
+        ref_lp = downup(reference[:, -z:], factor)
+    start, out = 0, None
+    for _ in range(target // effective):
+        pipe.scheduler.set_timesteps(steps)
+        timesteps = pipe.scheduler.timesteps
+        latents = pipe.prepare_latents(1, z, height, width, seg, torch.float32, "cpu", gen)
+        face_seg = face[:, :, start : start + seg].to(dtype)
+        blank = face_seg * 0 - 1
+        pose_latents = pipe.prepare_pose_latents(
+            pose[:, :, start : start + seg], 1, generator=gen, device="cpu"
+        )
+        cond_video = None if start == 0 else out[:, :, -prev:]
+        extra = {}
+        if mode == "replace":
+            extra = {
+                "background_video": background[:, :, start : start + seg],
+                "mask_video": masks[:, :, start : start + seg],
+            }
+        prev_latents = pipe.prepare_prev_segment_cond_latents(
+            cond_video,
+            **extra,
+            batch_size=1,
+            segment_frame_length=seg,
+            start_frame=start,
+            height=height,
+            width=width,
+            prev_segment_cond_frames=prev,
+            task=mode,
+            generator=gen,
+            device="cpu",
+        )
+        full = torch.cat([reference, prev_latents], dim=2).to(dtype)  # [mask 4, z] over 1 + T frames
+        filtered = full.clone()
+        filtered[:, -z:, :1] = ref_lp.to(dtype)
+        for i, t in enumerate(timesteps):
+
+            def d(cond, text):  # noqa: ANN001
+                return pipe.transformer(
+                    hidden_states=torch.cat([latents.to(dtype), cond], dim=1),
+                    timestep=t.expand(1),
+                    encoder_hidden_states=text,
+                    encoder_hidden_states_image=image_embeds,
+                    pose_hidden_states=pose_latents.to(dtype),
+                    face_pixel_values=face_seg if text is pos else blank,
+                    return_dict=False,
+                )[0]
+
+            on = window(i, steps, end)
+            if w > 1:
+                eps = cfg_step(d, full, filtered, on, pos, neg, w)
+            else:  # no CFG: one conditional pass, eps = C(LP I) on filtered steps
+                eps = d(filtered if on else full, pos)
+            latents = pipe.scheduler.step(eps, t, latents, return_dict=False)[0]
+        latents = latents.to(pipe.vae.dtype)
+        mean = torch.tensor(pipe.vae.config.latents_mean).view(1, z, 1, 1, 1).to(latents.dtype)
+        recip = 1.0 / torch.tensor(pipe.vae.config.latents_std).view(1, z, 1, 1, 1).to(latents.dtype)
+        latents = latents / recip + mean  # the pipeline returns these (output_type="latent")
+        out = pipe.vae.decode(latents[:, :, 1:], return_dict=False)[0]
+        start += effective
+    return latents

@@ -47,6 +47,7 @@ LOOPS = {
     "ltx-condition": reference.ltx_condition,
     "wan-vace": reference.wan_vace,
     "wan-vace-a14b": reference.wan_vace,
+    "wan-animate": reference.wan_animate,
 }
 
 
@@ -602,3 +603,68 @@ def test_wan_vace_pixel_space_and_both_experts_match_reference(family, execution
     plain = run_pipe(pipe, kwargs, image, STEPS)
     assert max_rel(plain, expected) > 1e-6, "ALG must change the result, or the comparison proves nothing"
     assert max_rel(got, expected) < 1e-12
+
+
+def _animate_case(case):
+    """Wan-Animate call arguments beyond the tiny family's (two segments of 5 frames, CFG)."""
+    from PIL import Image
+
+    if case == "replace":  # the background video and a character mask (white: the character)
+        mask = Image.new("L", (32, 32), 0)
+        mask.paste(255, (8, 4, 24, 28))
+        return {
+            "mode": "replace",
+            "background_video": [tiny_image(32, seed=300 + i) for i in range(9)],
+            "mask_video": [mask] * 9,
+        }
+    if case == "no-cfg":
+        return {"guidance_scale": 1.0}
+    if case == "prev-5":  # five previous frames carried over: segments of 13 frames, 21 in all
+        pipe, kwargs = pipeline("wan-animate")
+        return {
+            "segment_frame_length": 13,
+            "prev_segment_conditioning_frames": 5,
+            "pose_video": (kwargs["pose_video"] * 3)[:21],
+            "face_video": (kwargs["face_video"] * 3)[:21],
+        }
+    return {}
+
+
+@pytest.mark.parametrize(
+    ("case", "execution"),
+    [("pixel", "sequential"), ("replace", "batched"), ("no-cfg", "batched"), ("prev-5", "sequential")],
+)
+def test_wan_animate_every_segment_matches_reference(case, execution, image):
+    # Every segment is a loop of its own: ALG filters steps 0-2 of each, on the reference image
+    # latent only; the unconditional call keeps its blanked face for U(I) and U(LP I).
+    pipe, kwargs = pipeline("wan-animate")
+    kwargs = {**kwargs, **_animate_case(case)}
+    pixel = case == "pixel"
+    expected = reference.wan_animate(pipe, kwargs, image, STEPS, FACTOR, END, 0, pixel=pixel)
+    with gk.guide(pipe, recipe("pixel" if pixel else "latent"), execution=execution) as run:
+        got = run_pipe(pipe, kwargs, image, STEPS)
+    assert [c.filtered_steps for c in run.calls] == [[0, 1, 2], [0, 1, 2]]
+    per_segment = STEPS if case == "no-cfg" else 2 * STEPS + 3
+    assert [c.passes for c in run.calls] == [per_segment, per_segment]
+    assert max_rel(run_pipe(pipe, kwargs, image, STEPS), expected) > 1e-6
+    assert max_rel(got, expected) < 1e-12
+
+
+@pytest.mark.parametrize("execution", ["batched", "sequential"])
+def test_wan_animate_two_rows_match_the_reference_row_by_row(execution, image):
+    # Two prompts with a generator each: row k is the one-row reference with seed k.
+    pipe, kwargs = pipeline("wan-animate")
+    two = {k: kwargs[k].repeat(2, 1, 1) for k in ("prompt_embeds", "negative_prompt_embeds")}
+    generators = [torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)]
+    with gk.guide(pipe, recipe(), execution=execution) as run:
+        got = pipe(
+            image=image,
+            num_inference_steps=STEPS,
+            generator=generators,
+            output_type="latent",
+            **{**kwargs, **two},
+        ).frames
+    assert [c.passes for c in run.calls] == [2 * STEPS + 3] * 2
+    for row in (0, 1):
+        expected = reference.wan_animate(pipe, kwargs, image, STEPS, FACTOR, END, row)
+        assert max_rel(got[row : row + 1], expected) < 1e-12

@@ -37,6 +37,9 @@ ALL = CFG + ONE_PASS + ["svd", "ltx-2"]
 LATENT_ONLY = ["ltx2-condition"]
 # Wan VACE encodes two latents (inactive, reactive) per prepare_video_latents: its own pixel test.
 VACE = ["wan-vace", "wan-vace-a14b"]
+# Wan-Animate runs one loop per segment (two here): run.last is its last segment; it encodes the
+# pose and previous-segment frames too, so it has its own pixel test.
+ANIMATE = ["wan-animate"]
 
 
 def window(end=0.4, space="latent", mode="alg", factor=0.5):
@@ -66,7 +69,7 @@ def snapshot(pipe):
     )
 
 
-@pytest.mark.parametrize("family", CFG + VACE)
+@pytest.mark.parametrize("family", CFG + VACE + ANIMATE)
 def test_pass_count_with_cfg_is_2n_plus_filtered(family, image):
     pipe, kwargs = pipeline(family)
     with gk.guide(pipe, window(end=0.4)) as run:
@@ -102,7 +105,7 @@ def test_svd_alg_needs_no_extra_pass(image):
     assert run.last.passes == 2 * STEPS
 
 
-@pytest.mark.parametrize("family", ALL + LATENT_ONLY + VACE)
+@pytest.mark.parametrize("family", ALL + LATENT_ONLY + VACE + ANIMATE)
 def test_strength_zero_everywhere_is_bit_identical(family, image):
     pipe, kwargs = pipeline(family)
     plain = run_pipe(pipe, kwargs, image, STEPS)
@@ -130,7 +133,9 @@ def test_guided_and_plain_calls_alternate(family, image):
     assert len(run.calls) == 2 and not torch.equal(first, plain)
 
 
-@pytest.mark.parametrize("family", ["wan2.1", "cogvideox", "svd", "ltx-condition", *LATENT_ONLY, "wan-vace"])
+@pytest.mark.parametrize(
+    "family", ["wan2.1", "cogvideox", "svd", "ltx-condition", *LATENT_ONLY, "wan-vace", *ANIMATE]
+)
 def test_pipeline_restored_after_exception(family, image):
     pipe, kwargs = pipeline(family)
     space = "latent" if family in LATENT_ONLY else "pixel"
@@ -689,3 +694,63 @@ def test_wan_vace_pixel_space_encodes_the_video_once_per_distinct_strength(famil
         run_pipe(pipe, kwargs, image, STEPS)
     strengths = {r.strength for r in run.calls[0].steps if r.strength > 0}
     assert len(strengths) == 3 and run.calls[0].vae_encodes == 2 + 2 * len(strengths)
+
+
+def test_wan_animate_pixel_space_encodes_the_reference_once_per_distinct_strength(image):
+    pipe, kwargs = pipeline("wan-animate")
+    with gk.guide(pipe, window(end=0.4, space="pixel")) as run:
+        run_pipe(pipe, kwargs, image, STEPS)
+    # Segment 1: the pipeline's reference, pose and previous-frame encodes, plus one of the filtered
+    # reference at step 0; segment 2: pose and previous frames, its filtered reference from the cache.
+    assert [c.vae_encodes for c in run.calls] == [4, 2]
+    assert [r.vae_encodes for r in run.calls[0].steps] == [1, 0, 0, 0, 0, 0]
+    assert [c.filtered_steps for c in run.calls] == [[0, 1, 2], [0, 1, 2]]
+
+
+def test_wan_animate_keeps_the_blanked_face_and_filters_only_the_reference(image):
+    # Conditional calls see the face video, unconditional ones (U(I) and U(LP I)) the blanked face;
+    # only channels [-z:] of latent frame 0 change between the original and the low-passed image.
+    pipe, kwargs = pipeline("wan-animate")
+    seen = []
+    original = pipe.transformer.forward
+
+    def spy(*args, **kw):
+        seen.append((kw["hidden_states"].clone(), kw["face_pixel_values"].clone()))
+        return original(*args, **kw)
+
+    pipe.transformer.forward = spy
+    try:
+        with gk.guide(pipe, window(end=0.0), execution="sequential"):
+            run_pipe(pipe, kwargs, image, 2)
+    finally:
+        del pipe.transformer.forward
+    # step 0 of segment 1: C(LP I), U(I), U(LP I); step 1: C(I), U(I)
+    (c_lp, c_face), (u, u_face), (u_lp, u_lp_face), (c1, _), _ = seen[:5]
+    assert torch.equal(u_face, u_lp_face) and bool((u_face == -1).all()) and not bool((c_face == -1).all())
+    diff = (u - u_lp).abs().sum(dim=(0, 3, 4))  # [channels, frames]
+    assert diff[-16:, 0].gt(0).all() and diff[:-16].eq(0).all() and diff[:, 1:].eq(0).all()
+    assert torch.equal(c_lp[:, -16:, :1], u_lp[:, -16:, :1]) and torch.equal(c_lp[:, :, 1:], u[:, :, 1:])
+    assert len(seen) == 2 * 5  # two segments of 3 + 2 calls
+
+
+def test_wan_animate_image_arguments_build_driving_videos_of_the_call_size(image):
+    pipe, kwargs = pipeline("wan-animate")
+    call = {k: v for k, v in kwargs.items() if k not in ("pose_video", "face_video")}
+    call.update(height=48, width=32, segment_frame_length=9)
+    built = gk.controller.image_arguments(pipe, image, call)
+    assert built["image"] is image
+    assert len(built["pose_video"]) == 9 and built["pose_video"][0].size == (32, 48)
+    assert len(built["face_video"]) == 9 and built["face_video"][0].size == (16, 16)
+    # Driving videos the call gives are left to it; a guided call with the built ones runs.
+    assert set(gk.controller.image_arguments(pipe, image, kwargs)) == {"image"}
+    call.update(height=32, segment_frame_length=5)
+    with gk.guide(pipe, window()) as run:
+        run_pipe(pipe, call, image, 2)
+    assert [c.passes for c in run.calls] == [2 * 2 + 1]
+
+
+def test_wan_animate_refuses_a_hidden_state_of_another_layout(image):
+    pipe, _ = pipeline("wan-animate")
+    backend = gk.controller.find_backend(pipe)
+    with pytest.raises(gk.GuidanceKitError, match=r"wan-animate: hidden_states of shape \(1, 16, 3, 4, 4\)"):
+        backend.get_condition(pipe, {"hidden_states": torch.zeros(1, 16, 3, 4, 4)})

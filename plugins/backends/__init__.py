@@ -26,6 +26,7 @@ from guidance_kit.plugins.backends.wan import (
     Wan22A14BBackend,
     Wan22TI2VBackend,
 )
+from guidance_kit.plugins.backends.wan_animate import WanAnimateBackend
 from guidance_kit.plugins.backends.wan_vace import WanVACEBackend
 
 BUILTIN_BACKENDS = (
@@ -50,6 +51,7 @@ BUILTIN_BACKENDS = (
     SkyReelsV2DFBackend(),
     HunyuanFramepackBackend(),
     WanVACEBackend(),
+    WanAnimateBackend(),
 )
 
 
