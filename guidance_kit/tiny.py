@@ -655,6 +655,87 @@ def _kandinsky5() -> tuple[Any, dict[str, Any]]:
     return pipe, kwargs
 
 
+def _kandinsky6() -> tuple[Any, dict[str, Any]]:
+    """Kandinsky 6 image-to-video-and-audio: the transformer denoises video and audio latents
+    together; tiny MMAudio VAE and vocoder (needed by ``sample_audio=True``, the default)."""
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        Kandinsky6TI2VAPipeline,
+        Kandinsky6Transformer3DModel,
+        MMAudioVAE,
+        MMAudioVocoder,
+    )
+
+    torch.manual_seed(0)
+    transformer = Kandinsky6Transformer3DModel(
+        in_visual_dim=4,
+        out_visual_dim=4,
+        in_text_dim=16,
+        in_text_dim2=8,
+        time_dim=16,
+        patch_size=(1, 2, 2),
+        model_dim=24,
+        ff_dim=32,
+        num_text_blocks=1,
+        num_visual_blocks=2,
+        axes_dims=(4, 4, 4),
+        visual_cond=True,  # [latents, zeros, mask] channels last; the image on an appended tail frame
+        in_audio_dim=4,
+        out_audio_dim=4,
+        visual_token_type_num_embeddings=2,  # token type 1 marks the tail frame
+    )
+    # As Kandinsky 5: zero-initialised modulations make every block the identity, so random ones
+    # let the image on the tail frame reach the video and audio tokens.
+    with torch.no_grad():
+        for name, param in transformer.named_parameters():
+            if "modulation" in name:
+                param.normal_(0.0, 0.2)
+    torch.manual_seed(0)
+    audio_vae = MMAudioVAE(
+        mel_bins=8,
+        latent_channels=4,
+        hidden_channels=8,
+        channel_multipliers=(1,),
+        layers_per_block=1,
+        sample_rate=1024,
+        n_fft=64,
+        hop_length=16,
+    )
+    torch.manual_seed(0)
+    vocoder = MMAudioVocoder(
+        num_mels=8,
+        upsample_initial_channel=8,
+        upsample_rates=(2,),
+        upsample_kernel_sizes=(4,),
+        resblock_kernel_sizes=(3,),
+        resblock_dilation_sizes=((1,),),
+    )
+    pipe = Kandinsky6TI2VAPipeline(
+        transformer=transformer,
+        vae=_hunyuan_vae(),
+        text_encoder=None,
+        tokenizer=None,
+        text_encoder_2=None,
+        tokenizer_2=None,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0),
+        audio_vae=audio_vae,
+        vocoder=vocoder,
+    )
+    kwargs = {
+        "prompt_embeds": _embeds(1, 1, 16, 16),
+        "pooled_prompt_embeds": _embeds(2, 1, 8),
+        # A shorter negative prompt, as Kandinsky 5's.
+        "negative_prompt_embeds": _embeds(3, 1, 12, 16),
+        "negative_pooled_prompt_embeds": _embeds(4, 1, 8),
+        "height": 32,
+        "width": 32,
+        "num_frames": 9,
+        "frame_rate": 8.0,  # 36 audio latent frames at the tiny audio VAE's rate
+        "guidance_scale": 5.0,
+    }
+    return pipe, kwargs
+
+
 def _no_safety_checker() -> Any:
     from diffusers import ConfigMixin, ModelMixin
 
@@ -1053,6 +1134,7 @@ _BUILDERS: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
     "skyreels-v2": _skyreels,
     "chronoedit": _chronoedit,
     "kandinsky5": _kandinsky5,
+    "kandinsky6": _kandinsky6,
     "cosmos2": _cosmos2,
     "cosmos2.5": _cosmos25,
     "motif-video": _motif,

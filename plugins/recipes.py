@@ -50,6 +50,7 @@ DEFAULTS = {
     "hunyuan-skyreels": not_in_paper("SkyReels-V1"),
     "chronoedit": not_in_paper("ChronoEdit"),
     "kandinsky5": not_in_paper("Kandinsky 5"),
+    "kandinsky6": not_in_paper("Kandinsky 6"),
     "cosmos2": not_in_paper("Cosmos-Predict2"),
     "cosmos2.5": not_in_paper("Cosmos-Predict2.5"),
     "motif-video": not_in_paper("Motif-Video"),

@@ -1484,3 +1484,92 @@ def wan_animate(pipe, kw, image, steps, factor, end, seed, pixel=False):  # noqa
         out = pipe.vae.decode(latents[:, :, 1:], return_dict=False)[0]
         start += effective
     return latents
+
+
+@torch.no_grad()
+def kandinsky6(pipe, kw, image, steps, factor, end, seed, pixel=False):  # noqa: ANN001
+    """Kandinsky 6 image-to-video-and-audio: channels-last [B, F + 1, h, w, C + C + 1] video
+    latents whose appended tail frame holds the clean image latent (rotary position 0, token type
+    1, mask 1; the middle C channels are zeros), reset before every step; audio latents
+    [B, L, C_a] denoised by the same transformer call, stepped by a deep copy of the scheduler.
+    Both outputs get the SPEC's CFG term: U(I) + w (C(LP I) - U(LP I)) on filtered steps (no CFG:
+    C(LP I)). Pixel space: LP of the preprocessed image, encoded with the generator state the
+    image's own encode drew from."""
+    import copy
+
+    dtype = pipe.transformer.dtype
+    gen = torch.Generator().manual_seed(seed)
+    height, width, frames = kw["height"], kw["width"], kw["num_frames"]
+    w = kw["guidance_scale"]
+    with_cfg = w > 1
+    c = pipe.transformer.config.in_visual_dim
+    pixels = pipe.video_processor.preprocess(image, height=height, width=width, resize_mode="crop")
+    encode_state = gen.get_state()
+
+    def encode(px, generator):  # noqa: ANN001
+        z = pipe.vae.encode(px.to(pipe.vae.dtype).unsqueeze(2)).latent_dist.sample(generator)
+        return (z * pipe.vae.config.scaling_factor)[:, :, 0].permute(0, 2, 3, 1).to(dtype)
+
+    first = encode(pixels, gen)
+    pipe.scheduler.set_timesteps(steps, device="cpu")
+    timesteps = pipe.scheduler.timesteps
+    audio_scheduler = copy.deepcopy(pipe.scheduler)
+    lf = (frames - 1) // pipe.vae_scale_factor_temporal + 1
+    lh, lw = height // pipe.vae_scale_factor_spatial, width // pipe.vae_scale_factor_spatial
+    latents = torch.randn((1, lf, lh, lw, c), generator=gen, dtype=dtype)
+    length = int(
+        np.ceil(
+            ((lf - 1) * pipe.vae_scale_factor_temporal + 1)
+            / kw["frame_rate"]
+            * pipe.audio_sample_rate
+            / pipe.audio_latent_hop_length
+        )
+    )
+    audio = torch.randn((1, length, pipe.transformer.config.in_audio_dim), generator=gen, dtype=dtype)
+    if pixel:
+        lowpassed = downup((pixels.to(dtype) + 1) / 2, factor).clamp(0, 1) * 2 - 1  # in the call's dtype
+        filtered = encode(lowpassed, torch.Generator().set_state(encode_state))
+    else:
+        filtered = downup(first.permute(0, 3, 1, 2), factor).permute(0, 2, 3, 1)
+    latents = torch.cat([latents, first[:, None]], dim=1)
+    types = torch.tensor([[0] * lf + [1]])
+    rope = (
+        torch.cat([torch.arange(lf), torch.zeros(1, dtype=torch.long)]),
+        torch.arange(lh // 2),
+        torch.arange(lw // 2),
+    )
+    texts = {
+        "pos": (kw["prompt_embeds"].to(dtype), kw["pooled_prompt_embeds"].to(dtype)),
+        "neg": (kw["negative_prompt_embeds"].to(dtype), kw["negative_pooled_prompt_embeds"].to(dtype)),
+    }
+    for i, t in enumerate(timesteps):
+        latents[:, -1] = first
+        on = window(i, steps, end)
+
+        def d(tail, text):  # noqa: ANN001
+            video = latents.clone()
+            video[:, -1] = tail
+            mask = torch.zeros((*video.shape[:-1], 1), dtype=dtype)
+            mask[:, -1] = 1
+            embeds, pooled = texts[text]
+            return pipe.transformer(
+                hidden_states=torch.cat([video, torch.zeros_like(video), mask], dim=-1),
+                audio_hidden_states=audio,
+                encoder_hidden_states=embeds,
+                pooled_projections=pooled,
+                timestep=t.expand(1),
+                visual_rope_pos=rope,
+                encoder_attention_mask=None,
+                visual_token_type_ids=types,
+                return_dict=True,
+            )
+
+        if with_cfg:
+            v = cfg_step(lambda x, s: d(x, s).sample, first, filtered, on, "pos", "neg", w)
+            a = cfg_step(lambda x, s: d(x, s).audio_sample, first, filtered, on, "pos", "neg", w)
+        else:
+            out = d(filtered if on else first, "pos")
+            v, a = out.sample, out.audio_sample
+        latents = pipe.scheduler.step(v, t, latents, return_dict=False)[0]
+        audio = audio_scheduler.step(a, t, audio, return_dict=False)[0]
+    return latents[:, :-1].permute(0, 4, 1, 2, 3), audio.permute(0, 2, 1)

@@ -668,3 +668,45 @@ def test_wan_animate_two_rows_match_the_reference_row_by_row(execution, image):
     for row in (0, 1):
         expected = reference.wan_animate(pipe, kwargs, image, STEPS, FACTOR, END, row)
         assert max_rel(got[row : row + 1], expected) < 1e-12
+
+
+# Kandinsky 6: the transformer returns video and audio predictions; the audio scheduler is a deep
+# copy of the video scheduler (it must not advance the step clock); the image latent sits on the
+# appended tail frame.
+KANDINSKY6_CALLS = {
+    "CFG": ({}, [3] * 3 + [2] * 3),
+    "no CFG": ({"guidance_scale": 1.0}, [1] * 6),
+}
+
+
+def _kandinsky6(pipe, kwargs, image, **extra):
+    out = pipe(
+        image=image,
+        num_inference_steps=STEPS,
+        generator=torch.Generator().manual_seed(0),
+        output_type="latent",
+        **kwargs,
+        **extra,
+    )
+    return out.frames, out.audio
+
+
+@pytest.mark.parametrize("space", ["latent", "pixel"])
+@pytest.mark.parametrize("execution", ["batched", "sequential"])
+@pytest.mark.parametrize("call", list(KANDINSKY6_CALLS))
+def test_kandinsky6_video_and_audio_match_reference(call, execution, space, image):
+    pipe, kwargs = pipeline("kandinsky6")
+    extra, passes = KANDINSKY6_CALLS[call]
+    kwargs = {**kwargs, **extra}
+    expected = reference.kandinsky6(pipe, kwargs, image, STEPS, FACTOR, END, seed=0, pixel=space == "pixel")
+    plain = _kandinsky6(pipe, kwargs, image)
+    with gk.guide(pipe, recipe(space=space), execution=execution) as run:
+        got = _kandinsky6(pipe, kwargs, image)
+    assert [r.passes for r in run.trace] == passes and run.last.filtered_steps == [0, 1, 2]
+    for output in range(2):  # video, audio
+        assert max_rel(plain[output], expected[output]) > 1e-5, "ALG must change both outputs"
+        assert max_rel(got[output], expected[output]) < 1e-12
+    zero = gk.Recipe(filter=gk.filters.DownUp(FACTOR), schedule=gk.schedules.Constant(0.0), space=space)
+    with gk.guide(pipe, zero, execution=execution):
+        unfiltered = _kandinsky6(pipe, kwargs, image)
+    assert all(torch.equal(a, b) for a, b in zip(unfiltered, plain))

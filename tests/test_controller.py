@@ -21,6 +21,7 @@ CFG = [
     "hunyuan-skyreels",
     "chronoedit",
     "kandinsky5",
+    "kandinsky6",
     "cosmos2",
     "cosmos2.5",
     "motif-video",
@@ -754,3 +755,26 @@ def test_wan_animate_refuses_a_hidden_state_of_another_layout(image):
     backend = gk.controller.find_backend(pipe)
     with pytest.raises(gk.GuidanceKitError, match=r"wan-animate: hidden_states of shape \(1, 16, 3, 4, 4\)"):
         backend.get_condition(pipe, {"hidden_states": torch.zeros(1, 16, 3, 4, 4)})
+
+
+def test_kandinsky6_refuses_text_to_video_and_leaves_the_pipeline_as_it_was():
+    # Without image= there is no tail frame holding an image latent: nothing to low-pass exactly.
+    pipe, kwargs = pipeline("kandinsky6")
+
+    def call():
+        out = pipe(
+            **kwargs, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="latent"
+        )
+        return out.frames, out.audio
+
+    plain = call()  # the pipeline runs it (text-to-video-and-audio)
+    before = snapshot(pipe), pipe.encode_image.__func__, sorted(vars(pipe))
+    for space in ("latent", "pixel"):
+        with pytest.raises(gk.GuidanceKitError, match=r"kandinsky6: .*image=None.*supported: image-to-video"):
+            with gk.guide(pipe, window(space=space)):
+                call()
+        assert (snapshot(pipe), pipe.encode_image.__func__, sorted(vars(pipe))) == before
+    assert all(torch.equal(a, b) for a, b in zip(call(), plain))
+    zero = gk.Recipe(filter=gk.filters.DownUp(0.5), schedule=gk.schedules.Constant(0.0))
+    with gk.guide(pipe, zero):  # nothing to filter: the call runs as the plain pipeline
+        assert all(torch.equal(a, b) for a, b in zip(call(), plain))

@@ -10,6 +10,7 @@ from guidance_kit.plugins.backends.framepack import HunyuanFramepackBackend
 from guidance_kit.plugins.backends.hunyuan import HunyuanSkyreelsBackend, HunyuanVideoBackend
 from guidance_kit.plugins.backends.hunyuan15 import HunyuanVideo15Backend
 from guidance_kit.plugins.backends.kandinsky import Kandinsky5Backend
+from guidance_kit.plugins.backends.kandinsky6 import Kandinsky6Backend
 from guidance_kit.plugins.backends.ltx import (
     LTX2Backend,
     LTX2ConditionBackend,
@@ -44,6 +45,7 @@ BUILTIN_BACKENDS = (
     HunyuanSkyreelsBackend(),
     ChronoEditBackend(),
     Kandinsky5Backend(),
+    Kandinsky6Backend(),
     Cosmos2Backend(),
     Cosmos25Backend(),
     MotifVideoBackend(),
