@@ -655,21 +655,26 @@ def _kandinsky5() -> tuple[Any, dict[str, Any]]:
     return pipe, kwargs
 
 
-def _kandinsky6() -> tuple[Any, dict[str, Any]]:
+def _kandinsky6(distilled: bool = False) -> tuple[Any, dict[str, Any]]:
     """Kandinsky 6 image-to-video-and-audio: the transformer denoises video and audio latents
-    together; tiny MMAudio VAE and vocoder (needed by ``sample_audio=True``, the default)."""
+    together; tiny MMAudio VAE and vocoder (needed by ``sample_audio=True``, the default).
+    ``distilled``: as the distilled checkpoints, a ``PiflowScheduler`` (the transformer predicts
+    ``n_grid`` values per channel) run without CFG."""
     from diffusers import (
         FlowMatchEulerDiscreteScheduler,
         Kandinsky6TI2VAPipeline,
         Kandinsky6Transformer3DModel,
         MMAudioVAE,
         MMAudioVocoder,
+        PiflowScheduler,
     )
+
+    grid = 2 if distilled else 1
 
     torch.manual_seed(0)
     transformer = Kandinsky6Transformer3DModel(
         in_visual_dim=4,
-        out_visual_dim=4,
+        out_visual_dim=4 * grid,
         in_text_dim=16,
         in_text_dim2=8,
         time_dim=16,
@@ -681,7 +686,7 @@ def _kandinsky6() -> tuple[Any, dict[str, Any]]:
         axes_dims=(4, 4, 4),
         visual_cond=True,  # [latents, zeros, mask] channels last; the image on an appended tail frame
         in_audio_dim=4,
-        out_audio_dim=4,
+        out_audio_dim=4 * grid,
         visual_token_type_num_embeddings=2,  # token type 1 marks the tail frame
     )
     # As Kandinsky 5: zero-initialised modulations make every block the identity, so random ones
@@ -717,7 +722,11 @@ def _kandinsky6() -> tuple[Any, dict[str, Any]]:
         tokenizer=None,
         text_encoder_2=None,
         tokenizer_2=None,
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0),
+        scheduler=(
+            PiflowScheduler(n_grid=grid, num_policy_substeps=4)
+            if distilled
+            else FlowMatchEulerDiscreteScheduler(shift=5.0)
+        ),
         audio_vae=audio_vae,
         vocoder=vocoder,
     )
@@ -731,7 +740,7 @@ def _kandinsky6() -> tuple[Any, dict[str, Any]]:
         "width": 32,
         "num_frames": 9,
         "frame_rate": 8.0,  # 36 audio latent frames at the tiny audio VAE's rate
-        "guidance_scale": 5.0,
+        "guidance_scale": 1.0 if distilled else 5.0,
     }
     return pipe, kwargs
 
@@ -1135,6 +1144,7 @@ _BUILDERS: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
     "chronoedit": _chronoedit,
     "kandinsky5": _kandinsky5,
     "kandinsky6": _kandinsky6,
+    "kandinsky6-distill": lambda: _kandinsky6(distilled=True),
     "cosmos2": _cosmos2,
     "cosmos2.5": _cosmos25,
     "motif-video": _motif,

@@ -673,9 +673,11 @@ def test_wan_animate_two_rows_match_the_reference_row_by_row(execution, image):
 # Kandinsky 6: the transformer returns video and audio predictions; the audio scheduler is a deep
 # copy of the video scheduler (it must not advance the step clock); the image latent sits on the
 # appended tail frame.
-KANDINSKY6_CALLS = {
-    "CFG": ({}, [3] * 3 + [2] * 3),
-    "no CFG": ({"guidance_scale": 1.0}, [1] * 6),
+KANDINSKY6_CALLS = {  # family, call arguments, passes per step
+    "CFG": ("kandinsky6", {}, [3] * 3 + [2] * 3),
+    "no CFG": ("kandinsky6", {"guidance_scale": 1.0}, [1] * 6),
+    # the distilled checkpoints: PiflowScheduler (n_grid predictions per channel), no CFG
+    "distilled": ("kandinsky6-distill", {}, [1] * 6),
 }
 
 
@@ -695,8 +697,8 @@ def _kandinsky6(pipe, kwargs, image, **extra):
 @pytest.mark.parametrize("execution", ["batched", "sequential"])
 @pytest.mark.parametrize("call", list(KANDINSKY6_CALLS))
 def test_kandinsky6_video_and_audio_match_reference(call, execution, space, image):
-    pipe, kwargs = pipeline("kandinsky6")
-    extra, passes = KANDINSKY6_CALLS[call]
+    family, extra, passes = KANDINSKY6_CALLS[call]
+    pipe, kwargs = pipeline(family)
     kwargs = {**kwargs, **extra}
     expected = reference.kandinsky6(pipe, kwargs, image, STEPS, FACTOR, END, seed=0, pixel=space == "pixel")
     plain = _kandinsky6(pipe, kwargs, image)
