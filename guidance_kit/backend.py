@@ -25,7 +25,7 @@ answers pipeline-specific questions:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -124,10 +124,10 @@ class Backend:
         block), never on the backend, which every guide() block shares."""
         return {}
 
-    def image_arguments(self, pipe: Any, image: Any) -> dict[str, Any]:
+    def image_arguments(self, pipe: Any, image: Any, call: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The call arguments that hand ``image`` (PIL) to the pipeline as its conditioning image.
-        An override may take a keyword ``call`` as well: the call's other arguments (or None), for
-        pipelines that need its size to build them (Wan VACE's video and mask)."""
+        ``call`` holds the call's other arguments (None where unknown), for pipelines that build
+        inputs of the call's size from the image (Wan VACE's video and mask)."""
         return {"image": image}
 
     def get_condition(self, pipe: Any, args: Arguments) -> torch.Tensor:

@@ -193,15 +193,13 @@ def find_backend(pipe: Any, name: str | None = None) -> Backend:
 
 def image_arguments(pipe: Any, image: Any, call: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The call arguments that pass ``image`` as ``pipe``'s conditioning image (``image=`` for a
-    pipeline no backend supports). ``call``, the call's other arguments, reaches a backend whose
-    ``image_arguments`` takes it (Wan VACE builds a video of the call's size from the image)."""
+    pipeline no backend supports). ``call`` holds the call's other arguments (Wan VACE builds a
+    video of the call's size from the image)."""
     try:
         backend = find_backend(pipe)
     except UnsupportedPipelineError:
         return {"image": image}
-    if "call" in inspect.signature(backend.image_arguments).parameters:
-        return backend.image_arguments(pipe, image, call=call)
-    return backend.image_arguments(pipe, image)
+    return backend.image_arguments(pipe, image, call)
 
 
 def resolve_recipe(recipe: Recipe | str | Mapping[str, Any], backend: Backend) -> Recipe:

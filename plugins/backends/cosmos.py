@@ -11,6 +11,7 @@ prediction with a = 1 + w and stays exact on every generated frame."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -60,7 +61,7 @@ class Cosmos25Backend(Cosmos2Backend):
     pipelines = ("Cosmos2_5_PredictBasePipeline",)
     description = "Cosmos-Predict2.5 Image2World / Video2World (velocity-space CFG c + w (c - u))"
 
-    def image_arguments(self, pipe: Any, image: Any) -> dict[str, Any]:
+    def image_arguments(self, pipe: Any, image: Any, call: Mapping[str, Any] | None = None) -> dict[str, Any]:
         # Its image= path converts with torchvision; a one-frame video= conditions on the same
         # latent frame (the VAE is causal: latent frame 0 sees pixel frame 0 only) without it.
         return {"video": [image]}

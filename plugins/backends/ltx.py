@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -402,7 +402,7 @@ class LTX2ConditionBackend(LTX2Backend):
     def wraps(self, pipe: Any) -> dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]]:
         return {"prepare_latents": functools.partial(_LTX2Conditions, pipe)}
 
-    def image_arguments(self, pipe: Any, image: Any) -> dict[str, Any]:
+    def image_arguments(self, pipe: Any, image: Any, call: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """``conditions=[LTX2VideoCondition(frames=image, index=0, strength=1.0)]`` with the model's
         default H.264 re-compression (``crf=None``) where PyAV is installed; without PyAV, which that
         re-compression needs, ``crf=0`` (no re-compression) and a warning."""
