@@ -478,21 +478,39 @@ LTX_CONDITION_REFUSALS = {
 }
 
 
+def _same(a, b):
+    """Equal outputs: a tensor, or a tuple of tensors (video and audio)."""
+    if isinstance(a, torch.Tensor):
+        return torch.equal(a, b)
+    return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def assert_refused_and_restored(pipe, run, match, spaces=("latent",), extra=lambda: (), strength_zero=True):
+    """``run()`` (a pipeline call, returning its outputs) runs plain; under a filtering guide()
+    it raises GuidanceKitError matching ``match`` in every space of ``spaces``, and leaves the
+    pipeline as it was (``snapshot`` plus ``extra()``); afterwards it runs as before, plain and
+    (``strength_zero``) under a strength-0 recipe, which never reads the condition."""
+    plain = run()
+    before = snapshot(pipe), extra()
+    for space in spaces:
+        with pytest.raises(gk.GuidanceKitError, match=match):
+            with gk.guide(pipe, window(space=space)):
+                run()
+        assert (snapshot(pipe), extra()) == before
+    assert _same(run(), plain)
+    if strength_zero:
+        zero = gk.Recipe(filter=gk.filters.DownUp(0.5), schedule=gk.schedules.Constant(0.0))
+        with gk.guide(pipe, zero):  # nothing to filter: the call runs as the plain pipeline
+            assert _same(run(), plain)
+
+
 @pytest.mark.parametrize("case", list(LTX_CONDITION_REFUSALS))
 def test_ltx_condition_refuses_what_it_cannot_guide_exactly(case, image):
     pipe, kwargs = pipeline("ltx-condition")
     arguments, message = LTX_CONDITION_REFUSALS[case]
     call = {**kwargs, **arguments(image), "num_inference_steps": 2, "output_type": "latent"}
-    plain = pipe(**call, generator=torch.Generator().manual_seed(0)).frames  # the pipeline runs it
-    before = snapshot(pipe)
-    with pytest.raises(gk.GuidanceKitError, match=f"ltx-condition: .*{message}.*"):
-        with gk.guide(pipe, window()):
-            pipe(**call, generator=torch.Generator().manual_seed(0))
-    assert snapshot(pipe) == before
-    assert torch.equal(pipe(**call, generator=torch.Generator().manual_seed(0)).frames, plain)
-    zero = gk.Recipe(filter=gk.filters.DownUp(0.5), schedule=gk.schedules.Constant(0.0))
-    with gk.guide(pipe, zero):  # nothing to filter: the call runs as the plain pipeline
-        assert torch.equal(pipe(**call, generator=torch.Generator().manual_seed(0)).frames, plain)
+    run = lambda: pipe(**call, generator=torch.Generator().manual_seed(0)).frames  # noqa: E731
+    assert_refused_and_restored(pipe, run, f"ltx-condition: .*{message}.*")
 
 
 def _ltx2_conditions(*conditions):
@@ -529,13 +547,9 @@ def _ltx2_run(pipe, call):
     return pipe(**call, generator=torch.Generator().manual_seed(0)).frames
 
 
-def _ltx2_refused(pipe, call, message, plain):
-    before = snapshot(pipe)
-    with pytest.raises(gk.GuidanceKitError, match=f"ltx2-condition: .*{message}.*"):
-        with gk.guide(pipe, window()):
-            _ltx2_run(pipe, call)
-    assert snapshot(pipe) == before
-    assert torch.equal(_ltx2_run(pipe, call), plain)
+def _ltx2_refused(pipe, call, message, strength_zero=True):
+    run = lambda: _ltx2_run(pipe, call)  # noqa: E731
+    assert_refused_and_restored(pipe, run, f"ltx2-condition: .*{message}.*", strength_zero=strength_zero)
 
 
 @pytest.mark.parametrize("case", list(LTX2_CONDITION_REFUSALS))
@@ -543,11 +557,7 @@ def test_ltx2_condition_refuses_what_it_cannot_guide_exactly(case, image):
     pipe, kwargs = pipeline("ltx2-condition")
     arguments, message = LTX2_CONDITION_REFUSALS[case]
     call = {**kwargs, **arguments(image), "num_inference_steps": 2, "output_type": "latent"}
-    plain = _ltx2_run(pipe, call)  # the pipeline runs it
-    _ltx2_refused(pipe, call, message, plain)
-    zero = gk.Recipe(filter=gk.filters.DownUp(0.5), schedule=gk.schedules.Constant(0.0))
-    with gk.guide(pipe, zero):  # nothing to filter: the call runs as the plain pipeline
-        assert torch.equal(_ltx2_run(pipe, call), plain)
+    _ltx2_refused(pipe, call, message)
 
 
 def test_ltx2_condition_refuses_a_stochastic_scheduler(image):
@@ -564,8 +574,7 @@ def test_ltx2_condition_refuses_a_stochastic_scheduler(image):
     scheduler = pipe.scheduler
     pipe.register_modules(scheduler=FlowMatchEulerDiscreteScheduler(stochastic_sampling=True))
     try:
-        plain = _ltx2_run(pipe, call)
-        _ltx2_refused(pipe, call, "scheduler stochastic_sampling=True", plain)
+        _ltx2_refused(pipe, call, "scheduler stochastic_sampling=True", strength_zero=False)
     finally:
         pipe.register_modules(scheduler=scheduler)
 
@@ -594,8 +603,12 @@ def test_ltx2_condition_refuses_frame_0_tokens_that_are_not_the_clean_image_late
     def nudge(pipe_, i, t, callback_kwargs):
         return {"latents": callback_kwargs["latents"] + 1e-3}
 
-    plain = _ltx2_run(pipe, {**call, "callback_on_step_end": nudge})
-    _ltx2_refused(pipe, {**call, "callback_on_step_end": nudge}, "do not hold the clean image latent", plain)
+    _ltx2_refused(
+        pipe,
+        {**call, "callback_on_step_end": nudge},
+        "do not hold the clean image latent",
+        strength_zero=False,
+    )
 
 
 def _vace_video(image, kept=(0,), partial=(), frames=9, grey=(128, 128, 128)):
@@ -632,17 +645,10 @@ def test_wan_vace_refuses_what_it_cannot_guide_exactly(case, image):
     pipe, kwargs = pipeline("wan-vace")
     arguments, message = VACE_REFUSALS[case]
     call = {**kwargs, **arguments(image), "num_inference_steps": 2, "output_type": "latent"}
-    plain = pipe(**call, generator=torch.Generator().manual_seed(0)).frames  # the pipeline runs it
-    before = snapshot(pipe)
-    for space in ("latent", "pixel"):
-        with pytest.raises(gk.GuidanceKitError, match=f"wan-vace: .*{message}.*without reference_images"):
-            with gk.guide(pipe, window(space=space)):
-                pipe(**call, generator=torch.Generator().manual_seed(0))
-        assert snapshot(pipe) == before
-    assert torch.equal(pipe(**call, generator=torch.Generator().manual_seed(0)).frames, plain)
-    zero = gk.Recipe(filter=gk.filters.DownUp(0.5), schedule=gk.schedules.Constant(0.0))
-    with gk.guide(pipe, zero):  # nothing to filter: the call runs as the plain pipeline
-        assert torch.equal(pipe(**call, generator=torch.Generator().manual_seed(0)).frames, plain)
+    run = lambda: pipe(**call, generator=torch.Generator().manual_seed(0)).frames  # noqa: E731
+    assert_refused_and_restored(
+        pipe, run, f"wan-vace: .*{message}.*without reference_images", spaces=("latent", "pixel")
+    )
 
 
 def test_wan_vace_guides_a_hand_made_video_and_mask_as_image_arguments(image):
@@ -767,14 +773,10 @@ def test_kandinsky6_refuses_text_to_video_and_leaves_the_pipeline_as_it_was():
         )
         return out.frames, out.audio
 
-    plain = call()  # the pipeline runs it (text-to-video-and-audio)
-    before = snapshot(pipe), pipe.encode_image.__func__, sorted(vars(pipe))
-    for space in ("latent", "pixel"):
-        with pytest.raises(gk.GuidanceKitError, match=r"kandinsky6: .*image=None.*supported: image-to-video"):
-            with gk.guide(pipe, window(space=space)):
-                call()
-        assert (snapshot(pipe), pipe.encode_image.__func__, sorted(vars(pipe))) == before
-    assert all(torch.equal(a, b) for a, b in zip(call(), plain))
-    zero = gk.Recipe(filter=gk.filters.DownUp(0.5), schedule=gk.schedules.Constant(0.0))
-    with gk.guide(pipe, zero):  # nothing to filter: the call runs as the plain pipeline
-        assert all(torch.equal(a, b) for a, b in zip(call(), plain))
+    assert_refused_and_restored(  # the pipeline runs it plain (text-to-video-and-audio)
+        pipe,
+        call,
+        r"kandinsky6: .*image=None.*supported: image-to-video",
+        spaces=("latent", "pixel"),
+        extra=lambda: pipe.encode_image.__func__,
+    )
