@@ -156,15 +156,19 @@ MONOTONE_FILTERS = st.one_of(
 @settings(max_examples=30, deadline=None)
 @given(MONOTONE_FILTERS, SHAPES, st.integers(0, 99))
 @example(DownUp(0.9375), (1, 8, 8), 0)  # rounds back to 8 x 8: nothing to filter
+@example(DownUp(0.90625), (1, 20, 15), 13)  # full strength (18 x 14) keeps 1 % more than 19 x 14
 def test_high_frequency_energy_falls_monotonically_with_strength(filt, shape, seed):
     x = rng_tensor(*shape, seed=seed)
     energies = [high_frequency_energy(filt(x, s)) for s in (0.0, 0.25, 0.5, 0.75, 1.0)]
     if isinstance(filt, DownUp):
-        # Resampling to an integer size is only monotone up to that rounding; what must hold is
-        # that filtering removes high frequencies and full strength removes the most. A factor
-        # that rounds back to the same size (round(8 * 0.9375) == 8) filters nothing.
+        # Resampling to an integer size is not monotone in that size: bilinear down/up through
+        # a neighbouring size can remove more (a grid over factors 0.05-0.95 and 8-24 px found
+        # full strength keeping up to 20 % more than a weaker strength in about 1 % of cases).
+        # What holds everywhere on that grid: no strength adds high frequencies, and full strength
+        # removes some whenever it resizes (round(8 * 0.9375) == 8 filters nothing).
         resized = any(max(1, round(n * filt.factor)) != n for n in shape[-2:])
-        assert energies[-1] <= min(energies) * (1 + 1e-9) and (energies[-1] < energies[0] or not resized)
+        assert all(e <= energies[0] * (1 + 1e-9) for e in energies)
+        assert energies[-1] < energies[0] or not resized
     else:
         assert all(b <= a * (1 + 1e-9) for a, b in zip(energies, energies[1:]))
 
